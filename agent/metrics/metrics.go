@@ -1,0 +1,73 @@
+// Package metrics declares skiff's Prometheus metrics in one place, so names, labels and help texts
+// stay consistent. Hot paths resolve a labelled child once (WithLabelValues) and then only Add.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry holds every skiff metric plus the Go and process collectors; /metrics serves it.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// InputRecords counts records read, by input name.
+	InputRecords = counter("skiff_input_records_total", "Records read, by input.", "input")
+	// InputBytes counts bytes read from files, by input name.
+	InputBytes = counter("skiff_input_bytes_total", "Bytes read, by input.", "input")
+	// ParseErrors counts lines kept raw because they did not parse, by input name.
+	ParseErrors = counter("skiff_parse_errors_total", "Lines that did not parse and were kept raw with a parse-error flag, by input.", "input")
+	// TruncatedLines counts lines longer than max_line_bytes, by input name.
+	TruncatedLines = counter("skiff_truncated_lines_total", "Lines longer than max_line_bytes, kept up to the limit and flagged, by input.", "input")
+	// TruncatedBytes counts the bytes cut off such lines, by input name.
+	TruncatedBytes = counter("skiff_truncated_bytes_total", "Bytes cut off lines longer than max_line_bytes, by input.", "input")
+	// InvalidUTF8 counts records whose invalid UTF-8 was replaced, by input name.
+	InvalidUTF8 = counter("skiff_invalid_utf8_records_total", "Records whose invalid UTF-8 was replaced by U+FFFD, by input.", "input")
+	// LostBytes counts bytes that could not be read because the file was truncated or deleted
+	// before skiff got to them, by input name.
+	LostBytes = counter("skiff_lost_bytes_total", "Bytes skiff could not read because the file was truncated or removed first, by input.", "input")
+	// FilesOpen is the number of files being tailed, by input name.
+	FilesOpen = gauge("skiff_files_open", "Files being tailed, by input.", "input")
+	// FileUnackedBytes is, per file, the bytes read but not yet acknowledged by every output.
+	FileUnackedBytes = gauge("skiff_file_unacked_bytes", "Bytes read from a file whose delivery is not yet acknowledged.", "path")
+
+	// RouteDropped counts records no output matched or a rule dropped, by reason.
+	RouteDropped = counter("skiff_route_dropped_records_total", "Records dropped by routing (no output matched, or a rule), by reason.", "reason")
+
+	// OutputRecords counts records by output and final status (delivered, rejected, spooled, failed).
+	OutputRecords = counter("skiff_output_records_total", "Records finished by an output, by output and status.", "output", "status")
+	// OutputRetries counts records sent again after a retryable error, by output.
+	OutputRetries = counter("skiff_output_retried_records_total", "Records retried after a retryable error (429, 5xx, connection), by output.", "output")
+	// OutputRequests counts requests by output and result (ok, error).
+	OutputRequests = counter("skiff_output_requests_total", "Requests made by an output, by result.", "output", "result")
+	// OutputLatency observes request latency in seconds, by output.
+	OutputLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "skiff_output_request_seconds",
+		Help:    "Latency of output requests (bulk requests, file flushes), by output.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+	}, []string{"output"})
+	// OutputQueued is the number of records accepted by an output and not yet finished.
+	OutputQueued = gauge("skiff_output_queued_records", "Records accepted by an output and not yet finished.", "output")
+
+	// PositionsWrites counts positions-file writes by result.
+	PositionsWrites = counter("skiff_positions_writes_total", "Positions file writes, by result.", "result")
+)
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		InputRecords, InputBytes, ParseErrors, TruncatedLines, TruncatedBytes, InvalidUTF8,
+		LostBytes, FilesOpen, FileUnackedBytes, RouteDropped,
+		OutputRecords, OutputRetries, OutputRequests, OutputLatency, OutputQueued,
+		PositionsWrites,
+	)
+}

@@ -1,0 +1,20 @@
+package tail
+
+import "github.com/skiff-logs/skiff/agent/event"
+
+// Parser turns the lines of one file into records. There is one Parser per file; it is not safe
+// for concurrent use.
+type Parser interface {
+	// Parse consumes one line, without its trailing newline. It returns true when r now holds a
+	// complete record (Time, Stream, Message, Flags); r.Message may alias line or the parser's
+	// own memory and is valid only until the next call. It returns false when the line was a
+	// fragment the parser keeps until the rest arrives (CRI "P" lines, docker pieces without a
+	// trailing "\n"). A malformed line is a complete record: the raw line as Message, with
+	// event.FlagParseError set. Parse never panics, whatever the bytes.
+	Parse(line []byte, r *event.Record) bool
+}
+
+// NewParser chooses and creates the parser for a file from its first line (e.g. '{' → docker
+// json-file, else CRI). maxBytes caps the length of a joined message: the rest is dropped and
+// the record flagged event.FlagTruncated.
+type NewParser func(firstLine []byte, maxBytes int) Parser
