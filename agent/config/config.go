@@ -1,0 +1,404 @@
+// Package config loads and validates skiff's YAML configuration: one file, a typed struct per
+// section, defaults, ${ENV} expansion, secrets read from files, and errors that name the full key
+// (outputs[1].flush_bytes: must be positive).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/skiff-logs/skiff/agent/route"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// DataDir holds positions, the spool and dead letters.
+	DataDir string   `yaml:"data_dir"`
+	Inputs  []Input  `yaml:"inputs"`
+	Outputs []Output `yaml:"outputs"`
+	HTTP    HTTP     `yaml:"http"`
+	// ShutdownTimeout bounds how long outputs may take to drain at shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// PositionsInterval is how often changed positions are written.
+	PositionsInterval Duration `yaml:"positions_interval"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+}
+
+// Input is one tail input.
+type Input struct {
+	Name string `yaml:"name"`
+	// Type is "containers" (CRI or docker json-file, detected per file).
+	Type    string   `yaml:"type"`
+	Paths   []string `yaml:"paths"`
+	Exclude []string `yaml:"exclude"`
+	// StartAt is where to start in a file seen for the first time: beginning or end.
+	StartAt      string   `yaml:"start_at"`
+	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
+	ScanInterval Duration `yaml:"scan_interval"`
+}
+
+// Output is one output; which fields apply depends on Type.
+type Output struct {
+	Name string `yaml:"name"`
+	// Type is "elasticsearch" or "file".
+	Type string `yaml:"type"`
+	// Match lists fluentd-style tag patterns: * one part, ** any number of parts, {a,b} either.
+	Match []string `yaml:"match"`
+
+	// Elasticsearch.
+	Hosts        []string `yaml:"hosts"`
+	Index        string   `yaml:"index"`
+	APIKey       string   `yaml:"api_key"`
+	APIKeyFile   string   `yaml:"api_key_file"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"`
+	CAFile       string   `yaml:"ca_file"`
+	TLSInsecure  bool     `yaml:"tls_insecure"`
+	Workers      int      `yaml:"workers"`
+	Compression  bool     `yaml:"compression"`
+
+	// File.
+	Path string `yaml:"path"`
+
+	// Both.
+	FlushBytes    ByteSize `yaml:"flush_bytes"`
+	FlushInterval Duration `yaml:"flush_interval"`
+	QueueRecords  int      `yaml:"queue_records"`
+}
+
+// HTTP configures the metrics and health endpoint.
+type HTTP struct {
+	// Listen is the address for /metrics, /healthz and /readyz; empty disables the server.
+	Listen string `yaml:"listen"`
+}
+
+// Error is a configuration problem at one key.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return e.Msg
+	}
+	return e.Key + ": " + e.Msg
+}
+
+func errAt(key, format string, args ...any) error {
+	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Load reads, expands, decodes, defaults and validates the file at path. Every problem found is
+// returned, joined, each naming its key.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(raw)
+}
+
+// Parse is Load for configuration text already in memory.
+func Parse(raw []byte) (*Config, error) {
+	expanded, err := expandEnv(raw)
+	if err != nil {
+		return nil, err
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	if err := dec.Decode(&root); err != nil {
+		return nil, fmt.Errorf("config is not valid YAML: %w", err)
+	}
+	var c Config
+	if len(root.Content) > 0 {
+		if err := decodeStrict(root.Content[0], &c, ""); err != nil {
+			return nil, err
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.readSecrets(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${VAR} and ${VAR:-default}; $$ stands for a literal $. A variable that is
+// unset and has no default is an error, since an empty host or node name fails later and further
+// from its cause.
+func expandEnv(raw []byte) ([]byte, error) {
+	var missing []string
+	out := envRef.ReplaceAllFunc(raw, func(m []byte) []byte {
+		if string(m) == "$$" {
+			return []byte("$")
+		}
+		sub := envRef.FindSubmatch(m)
+		name := string(sub[1])
+		if v, ok := os.LookupEnv(name); ok {
+			return []byte(v)
+		}
+		if len(sub[2]) > 0 {
+			return sub[3]
+		}
+		missing = append(missing, name)
+		return nil
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("config refers to unset environment variables: %s (set them, or give a default as ${NAME:-value})", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// Defaults.
+const (
+	DefaultDataDir           = "/var/lib/skiff"
+	DefaultMaxLineBytes      = 1 << 20
+	DefaultIndex             = "k8s-logs-%Y.%m.%d"
+	DefaultESFlushBytes      = 5 << 20
+	DefaultFileFlushBytes    = 1 << 20
+	DefaultFlushInterval     = time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultPositionsInterval = time.Second
+	DefaultScanInterval      = time.Second
+)
+
+func (c *Config) applyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if c.PositionsInterval == 0 {
+		c.PositionsInterval = Duration(DefaultPositionsInterval)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		if in.Type == "" {
+			in.Type = "containers"
+		}
+		if in.StartAt == "" {
+			in.StartAt = "beginning"
+		}
+		if in.MaxLineBytes == 0 {
+			in.MaxLineBytes = DefaultMaxLineBytes
+		}
+		if in.ScanInterval == 0 {
+			in.ScanInterval = Duration(DefaultScanInterval)
+		}
+	}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		if len(o.Match) == 0 {
+			o.Match = []string{"**"}
+		}
+		if o.FlushInterval == 0 {
+			o.FlushInterval = Duration(DefaultFlushInterval)
+		}
+		switch o.Type {
+		case "elasticsearch":
+			if o.Index == "" {
+				o.Index = DefaultIndex
+			}
+			if o.FlushBytes == 0 {
+				o.FlushBytes = DefaultESFlushBytes
+			}
+		case "file":
+			if o.FlushBytes == 0 {
+				o.FlushBytes = DefaultFileFlushBytes
+			}
+		}
+	}
+}
+
+// Validate checks every section and returns all problems found, joined.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) { errs = append(errs, errAt(key, format, args...)) }
+	if c.DataDir == "" {
+		add("data_dir", "must not be empty")
+	}
+	if c.ShutdownTimeout < 0 {
+		add("shutdown_timeout", "must not be negative")
+	}
+	if c.PositionsInterval <= 0 {
+		add("positions_interval", "must be positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if len(c.Inputs) == 0 {
+		add("inputs", "at least one input is needed")
+	}
+	if len(c.Outputs) == 0 {
+		add("outputs", "at least one output is needed")
+	}
+	names := map[string]string{}
+	unique := func(key, name string) {
+		if name == "" {
+			add(key+".name", "must not be empty")
+			return
+		}
+		if prev, ok := names[name]; ok {
+			add(key+".name", "%q is already the name of %s", name, prev)
+			return
+		}
+		names[name] = key
+	}
+	for i := range c.Inputs {
+		key := fmt.Sprintf("inputs[%d]", i)
+		in := &c.Inputs[i]
+		unique(key, in.Name)
+		if in.Type != "containers" {
+			add(key+".type", "unknown input type %q (known: containers)", in.Type)
+		}
+		if len(in.Paths) == 0 {
+			add(key+".paths", "at least one glob is needed")
+		}
+		for j, p := range in.Paths {
+			if err := checkGlob(p); err != nil {
+				add(fmt.Sprintf("%s.paths[%d]", key, j), "%v", err)
+			}
+		}
+		for j, p := range in.Exclude {
+			if err := checkGlob(p); err != nil {
+				add(fmt.Sprintf("%s.exclude[%d]", key, j), "%v", err)
+			}
+		}
+		if in.StartAt != "beginning" && in.StartAt != "end" {
+			add(key+".start_at", "must be beginning or end, not %q", in.StartAt)
+		}
+		if in.MaxLineBytes <= 0 {
+			add(key+".max_line_bytes", "must be positive")
+		}
+		if in.ScanInterval <= 0 {
+			add(key+".scan_interval", "must be positive")
+		}
+	}
+	for i := range c.Outputs {
+		key := fmt.Sprintf("outputs[%d]", i)
+		o := &c.Outputs[i]
+		unique(key, o.Name)
+		for j, m := range o.Match {
+			if _, err := route.Compile(m); err != nil {
+				add(fmt.Sprintf("%s.match[%d]", key, j), "%v", err)
+			}
+		}
+		if o.FlushBytes <= 0 {
+			add(key+".flush_bytes", "must be positive")
+		}
+		if o.FlushInterval <= 0 {
+			add(key+".flush_interval", "must be positive")
+		}
+		if o.QueueRecords < 0 {
+			add(key+".queue_records", "must not be negative")
+		}
+		switch o.Type {
+		case "elasticsearch":
+			errs = append(errs, o.validateElasticsearch(key)...)
+		case "file":
+			if o.Path == "" {
+				add(key+".path", "must not be empty")
+			}
+			errs = append(errs, o.onlyFor(key, "file")...)
+		default:
+			add(key+".type", "unknown output type %q (known: elasticsearch, file)", o.Type)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Output) validateElasticsearch(key string) []error {
+	var errs []error
+	if len(o.Hosts) == 0 {
+		errs = append(errs, errAt(key+".hosts", "at least one host is needed"))
+	}
+	for j, h := range o.Hosts {
+		u, err := url.Parse(h)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errAt(fmt.Sprintf("%s.hosts[%d]", key, j), "want a URL like https://elasticsearch:9200, got %q", h))
+		}
+	}
+	if o.APIKey != "" && o.APIKeyFile != "" {
+		errs = append(errs, errAt(key+".api_key_file", "give api_key or api_key_file, not both"))
+	}
+	if o.Password != "" && o.PasswordFile != "" {
+		errs = append(errs, errAt(key+".password_file", "give password or password_file, not both"))
+	}
+	if (o.APIKey != "" || o.APIKeyFile != "") && o.Username != "" {
+		errs = append(errs, errAt(key+".username", "give an API key or a username, not both"))
+	}
+	if o.Workers < 0 {
+		errs = append(errs, errAt(key+".workers", "must not be negative"))
+	}
+	return append(errs, o.onlyFor(key, "elasticsearch")...)
+}
+
+// onlyFor reports fields set that do not belong to outputs of type typ.
+func (o *Output) onlyFor(key, typ string) []error {
+	var errs []error
+	check := func(field string, set bool, owner string) {
+		if set && owner != typ {
+			errs = append(errs, errAt(key+"."+field, "only applies to %s outputs, this one is %s", owner, typ))
+		}
+	}
+	check("hosts", len(o.Hosts) > 0, "elasticsearch")
+	check("index", o.Index != "", "elasticsearch")
+	check("api_key", o.APIKey != "", "elasticsearch")
+	check("api_key_file", o.APIKeyFile != "", "elasticsearch")
+	check("username", o.Username != "", "elasticsearch")
+	check("password", o.Password != "", "elasticsearch")
+	check("password_file", o.PasswordFile != "", "elasticsearch")
+	check("ca_file", o.CAFile != "", "elasticsearch")
+	check("tls_insecure", o.TLSInsecure, "elasticsearch")
+	check("workers", o.Workers != 0, "elasticsearch")
+	check("compression", o.Compression, "elasticsearch")
+	check("path", o.Path != "", "file")
+	return errs
+}
+
+// readSecrets replaces *_file settings by the secrets they hold (trailing newline trimmed).
+func (c *Config) readSecrets() error {
+	var errs []error
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		key := fmt.Sprintf("outputs[%d]", i)
+		read := func(field, path string, dst *string) {
+			if path == "" {
+				return
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				errs = append(errs, errAt(key+"."+field, "cannot read secret file: %v", err))
+				return
+			}
+			*dst = strings.TrimRight(string(b), "\r\n")
+			if *dst == "" {
+				errs = append(errs, errAt(key+"."+field, "secret file %s is empty", path))
+			}
+		}
+		read("api_key_file", o.APIKeyFile, &o.APIKey)
+		read("password_file", o.PasswordFile, &o.Password)
+	}
+	return errors.Join(errs...)
+}
