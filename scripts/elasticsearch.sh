@@ -20,8 +20,23 @@ CACHE=$SKIFF_CACHE
 HOME_DIR="$CACHE/elasticsearch-$ES_VERSION"
 ES_USER=skiff-es
 
+# need CMD PACKAGE: installs a missing tool from Debian's packages when we may.
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "elasticsearch.sh: installing $2" >&2
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >&2
+	else
+		echo "elasticsearch.sh: $1 is needed (Debian package $2)" >&2
+		return 1
+	fi
+}
+
 fetch() {
 	if [ -x "$HOME_DIR/bin/elasticsearch" ]; then return 0; fi
+	need mvn maven
+	need unzip unzip
+	need java openjdk-17-jre-headless
 	mkdir -p "$CACHE"
 	local tmp
 	tmp=$(mktemp -d "$CACHE/fetch.XXXXXX")
@@ -36,6 +51,7 @@ fetch() {
 }
 
 free_port() {
+	need python3 python3
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 

@@ -5,6 +5,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Registry holds every skiff metric plus the Go and process collectors; /metrics serves it.
@@ -70,4 +71,19 @@ func init() {
 		OutputRecords, OutputRetries, OutputRequests, OutputLatency, OutputQueued,
 		PositionsWrites,
 	)
+}
+
+// Value returns the current value of a counter or gauge (for the demo's progress and for tests).
+func Value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return 0
 }

@@ -1,0 +1,45 @@
+# skiff — see README.md. The two commands a new user needs: `make run` and `make test`.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+ES      ?=
+FUZZTIME ?= 60s
+
+.PHONY: build run test unit e2e bench bench-pipeline fuzz lint clean
+
+build: ## bin/skiff, a static binary
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
+
+run: build ## ship generated sample logs to ./skiff-demo-out (and to Elasticsearch with ES=http://host:9200)
+	./bin/skiff demo $(if $(ES),--es $(ES))
+
+test: ## everything CI runs: gofmt, vet, unit tests with -race, e2e against a real Elasticsearch
+	scripts/test.sh
+
+unit: ## unit tests only (tests that need Elasticsearch start their own)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e: ## end-to-end tests only (they start Elasticsearch unless SKIFF_ES_URL is set)
+	$(GO) test -count=1 -v -timeout 40m ./e2e/...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+bench: ## Go benchmarks of each stage, then the whole pipeline into a blackhole _bulk endpoint
+	$(GO) test -run '^$$' -bench . -benchmem ./parsers/... ./outputs/... ./agent/...
+	$(MAKE) bench-pipeline
+
+bench-pipeline: build ## whole pipeline over a generated ~1 GiB CRI file into a blackhole _bulk endpoint
+	./bin/skiff bench --size 1GiB
+
+fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin skiff-demo-out
