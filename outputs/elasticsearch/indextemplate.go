@@ -1,0 +1,144 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// templatePriority is above the built-in templates (logs-*-* has 100) and leaves room for a
+// cluster's own templates to override ours.
+const templatePriority = 200
+
+// statusError is a request Elasticsearch answered with an error status.
+type statusError struct {
+	op     string
+	status int
+	reason string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s: status %d: %s", e.op, e.status, e.reason)
+}
+
+// permanent reports whether retrying the same request cannot help: a client error other than
+// authentication (credentials may be rotated), timeouts and throttling.
+func (e *statusError) permanent() bool {
+	switch e.status {
+	case http.StatusUnauthorized, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return e.status >= 400 && e.status < 500
+}
+
+// templateName is the name of the index template this output installs.
+func (o *Output) templateName() string { return "skiff-" + strings.ToLower(o.cfg.Name) }
+
+// templatePatterns are the index patterns of the template: the literal text before the index
+// name's first placeholder followed by *, or the index itself when it has no placeholder.
+func (o *Output) templatePatterns() []string {
+	if o.index.Static() {
+		return []string{o.cfg.Index}
+	}
+	return []string{o.index.Prefix() + "*"}
+}
+
+// templateBody is the index template: mappings for the fields skiff writes, keywords for every
+// string under kubernetes.*, and no settings (shards and replicas are the cluster owner's call).
+func (o *Output) templateBody() []byte {
+	keyword := map[string]any{"type": "keyword", "ignore_above": 1024}
+	obj := func(props map[string]any) map[string]any { return map[string]any{"properties": props} }
+	body := map[string]any{
+		"index_patterns": o.templatePatterns(),
+		"priority":       templatePriority,
+		"_meta":          map[string]any{"managed_by": "skiff", "output": o.cfg.Name},
+		"template": map[string]any{
+			"mappings": map[string]any{
+				"dynamic_templates": []any{
+					map[string]any{"kubernetes_strings": map[string]any{
+						"path_match":         "kubernetes.*",
+						"match_mapping_type": "string",
+						// ignore_above: a long annotation stays in _source instead of being
+						// refused as an immense term.
+						"mapping": keyword,
+					}},
+				},
+				"properties": map[string]any{
+					"@timestamp":       map[string]any{"type": "date"},
+					"@timestamp_nanos": map[string]any{"type": "date_nanos"},
+					// text, not match_only_text: that type needs the mapper-extras module,
+					// which minimal distributions lack.
+					"message":   map[string]any{"type": "text"},
+					"stream":    keyword,
+					"tag":       keyword,
+					"container": obj(map[string]any{"id": keyword}),
+					"log": obj(map[string]any{
+						"file":   obj(map[string]any{"path": keyword}),
+						"offset": map[string]any{"type": "long"},
+					}),
+				},
+			},
+		},
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic(err) // static shape: cannot fail
+	}
+	return b
+}
+
+// installTemplate puts the index template, retrying with backoff while Elasticsearch is
+// unreachable or failing, until it succeeds, fails for good (logged; indexing goes on without
+// it), or the output is aborted. Either of the first two opens the gate for bulk requests.
+func (o *Output) installTemplate() {
+	log := o.cfg.Logger
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !o.sleep(o.backoff(attempt)) {
+			return
+		}
+		err := o.putTemplate()
+		if err == nil {
+			log.Info("index template installed", "output", o.cfg.Name, "template", o.templateName(),
+				"index_patterns", o.templatePatterns())
+			o.openGate()
+			return
+		}
+		if o.aborted() {
+			return
+		}
+		var se *statusError
+		if errors.As(err, &se) && se.permanent() {
+			log.Error("index template not installed; indexing without it", "output", o.cfg.Name, "error", err)
+			o.openGate()
+			return
+		}
+		log.Warn("index template not installed yet; retrying", "output", o.cfg.Name, "attempt", attempt+1, "error", err)
+	}
+}
+
+func (o *Output) putTemplate() error {
+	name := o.templateName()
+	op := "put index template " + name
+	ctx, cancel := context.WithTimeout(o.abortCtx, o.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "/_index_template/"+name, bytes.NewReader(o.templateBody()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := o.client.Perform(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	if res.StatusCode/100 == 2 {
+		return nil
+	}
+	return &statusError{op: op, status: res.StatusCode, reason: string(truncate(bytes.TrimSpace(data), 1024))}
+}

@@ -1,0 +1,531 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	jsoniter "github.com/json-iterator/go"
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/skiff-logs/skiff/agent/event"
+)
+
+// bulkPath asks only for what per-item handling needs: a successful item is {"status":201}.
+const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error"
+
+// job is a batch taken from the queue by a worker. Only that worker touches it.
+type job struct {
+	b    *event.Batch
+	next int // first record not yet encoded into a request
+	left int // records not yet delivered, rejected or failed
+	// state is nil while every finished record was delivered; then, per record, the status of
+	// those that were not (the zero value, Delivered, for the others).
+	state []event.Status
+}
+
+// item is one record encoded in the worker's body: the segment body[off:end] holds its action
+// and document lines. The pending items of a request always occupy consecutive segments.
+type item struct {
+	j        *job
+	i        int
+	off, end int
+}
+
+// fate is what a bulk response decided for an item.
+type fate uint8
+
+const (
+	fateRetry fate = iota
+	fateDelivered
+	fateReject
+)
+
+// itemResult is an item's status and error object (errs[errOff:errEnd], empty if none) as read
+// from a bulk response.
+type itemResult struct {
+	status         int
+	errOff, errEnd int
+	fate           fate
+}
+
+// worker builds bulk requests from the queue and delivers them, one at a time, retrying until
+// every item is delivered, rejected or the output is aborted.
+type worker struct {
+	o     *Output
+	body  []byte
+	items []item
+	cur   *job // job whose records are partly encoded; they go into the next request
+	enc   *encoder
+	timer *time.Timer
+	iter  *jsoniter.Iterator // reads responses as they stream in
+	biter *jsoniter.Iterator // reads error bodies already in memory
+	res   []itemResult
+	errs  []byte // error objects of the current response
+	lines []byte // dead-letter lines being written
+	gz    *gzip.Writer
+	zbuf  bytes.Buffer
+}
+
+func newWorker(o *Output) *worker {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &worker{
+		o:     o,
+		enc:   newEncoder(o.index),
+		timer: t,
+		iter:  jsoniter.Parse(jsoniter.ConfigDefault, nil, 4096),
+		biter: jsoniter.ParseBytes(jsoniter.ConfigDefault, nil),
+		// Never nil: jsoniter's SkipAndAppendBytes takes a nil buffer for "not capturing".
+		errs: make([]byte, 0, 4096),
+	}
+}
+
+func (w *worker) run() {
+	for w.fill() {
+		w.deliver(w.items)
+		if w.o.aborted() {
+			break
+		}
+	}
+	w.failHeld()
+}
+
+// fill encodes records into a fresh body until it reaches FlushBytes, FlushInterval has passed
+// since its first record, or the output is closing and the queue is empty. It returns false
+// when the worker should exit: closing with nothing to send, or aborted (having failed the
+// items it had encoded).
+func (w *worker) fill() bool {
+	o := w.o
+	w.body, w.items = w.body[:0], w.items[:0]
+	var tick <-chan time.Time
+	defer w.timer.Stop()
+	for len(w.body) < o.cfg.FlushBytes {
+		if w.cur == nil {
+			if o.aborted() {
+				w.finishItems(w.items, event.Failed)
+				return false
+			}
+			j := o.take()
+			if j == nil {
+				select {
+				case <-o.closing:
+					return len(w.items) > 0
+				default:
+				}
+				select {
+				case <-o.wake:
+				case <-tick:
+					return true
+				case <-o.closing:
+				case <-o.abortCtx.Done():
+				}
+				continue
+			}
+			w.cur = j
+		}
+		j := w.cur
+		recs := j.b.Records
+		for j.next < len(recs) && len(w.body) < o.cfg.FlushBytes {
+			off := len(w.body)
+			w.body = w.enc.appendItem(w.body, recs[j.next])
+			w.items = append(w.items, item{j: j, i: j.next, off: off, end: len(w.body)})
+			j.next++
+		}
+		if j.next == len(recs) {
+			w.cur = nil
+		}
+		if tick == nil {
+			w.timer.Reset(o.cfg.FlushInterval)
+			tick = w.timer.C
+		}
+	}
+	return true
+}
+
+// deliver sends pending until every item is delivered or rejected, retrying with backoff, or
+// until giveUp says to stop, which finishes the rest with the status it chose.
+func (w *worker) deliver(pending []item) {
+	o := w.o
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > 0 {
+			if s, ok := o.giveUp(); ok {
+				w.finishItems(pending, s)
+				return
+			}
+			d := o.backoff(attempt)
+			if o.onBackoff != nil {
+				o.onBackoff(d)
+			}
+			if !o.sleep(d) {
+				continue // aborted: giveUp decides
+			}
+			o.m.retries.Add(float64(len(pending)))
+		}
+		if !w.waitGate() {
+			continue
+		}
+		rest, split := w.attempt(pending)
+		if split {
+			h := len(pending) / 2
+			o.cfg.Logger.Info("bulk request too large, splitting it", "output", o.cfg.Name,
+				"items", len(pending), "bytes", pending[len(pending)-1].end-pending[0].off)
+			w.deliver(pending[:h])
+			w.deliver(pending[h:])
+			return
+		}
+		// The delay keeps growing while anything is left, even when part of the request got
+		// through: a server shedding load is given more time, not less.
+		pending = rest
+	}
+}
+
+// waitGate waits until bulk requests may go out; false means the output was aborted.
+func (w *worker) waitGate() bool {
+	select {
+	case <-w.o.gate:
+		return true
+	case <-w.o.abortCtx.Done():
+		return false
+	}
+}
+
+// attempt makes one bulk request of pending and finishes the items it can. It returns the items
+// to retry (compacted at the start of pending, their segments moved together), or split when
+// the request must be cut in halves.
+func (w *worker) attempt(pending []item) (rest []item, split bool) {
+	o := w.o
+	log := o.cfg.Logger
+	body := w.body[pending[0].off:pending[len(pending)-1].end]
+	ctx, cancel := context.WithTimeout(o.abortCtx, o.cfg.Timeout)
+	defer cancel()
+	res, err := w.post(ctx, body)
+	if err != nil {
+		o.m.reqErr.Inc()
+		o.requestFailed()
+		if !o.aborted() {
+			log.Warn("bulk request failed", "output", o.cfg.Name, "items", len(pending), "error", err)
+		}
+		return pending, false
+	}
+	defer func() {
+		// Reading to the end lets the connection be reused.
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+	}()
+	status := res.StatusCode
+	if status/100 == 2 {
+		o.m.reqOK.Inc()
+		o.requestSucceeded()
+		return w.handleResponse(pending, res.Body), false
+	}
+	o.m.reqErr.Inc()
+	errObj := w.readError(res.Body, status)
+	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
+		// Elasticsearch is there but refuses this body as a whole. Halves until one document is
+		// left, which is then the one at fault.
+		o.requestSucceeded()
+		if len(pending) > 1 {
+			return pending, true
+		}
+		w.res = append(w.res[:0], itemResult{status: status, errOff: 0, errEnd: len(errObj), fate: fateReject})
+		w.errs = append(w.errs[:0], errObj...)
+		return w.settle(pending), false
+	}
+	o.requestFailed()
+	log.Warn("bulk request refused", "output", o.cfg.Name, "status", status, "items", len(pending),
+		"error", string(truncate(errObj, 512)))
+	return pending, false
+}
+
+// post sends one bulk body, gzipped when configured.
+func (w *worker) post(ctx context.Context, body []byte) (*http.Response, error) {
+	o := w.o
+	data := body
+	if o.cfg.Compression {
+		if w.gz == nil {
+			w.gz, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		}
+		w.zbuf.Reset()
+		w.gz.Reset(&w.zbuf)
+		_, _ = w.gz.Write(body) // writes to a bytes.Buffer cannot fail
+		_ = w.gz.Close()
+		data = w.zbuf.Bytes()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, bulkPath, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	if o.cfg.Compression {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	start := time.Now()
+	res, err := o.client.Perform(req)
+	o.m.latency.Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+// handleResponse reads a bulk response and finishes the items it settles. When "errors" is
+// false every item was accepted and the rest of the response is not even parsed. Items the
+// response says nothing about (a truncated or odd response) are retried: a replay of an
+// accepted one is a harmless 409.
+func (w *worker) handleResponse(pending []item, body io.Reader) []item {
+	it := w.iter
+	it.Reset(body)
+	it.Error = nil
+	w.res, w.errs = w.res[:0], w.errs[:0]
+	for field := it.ReadObject(); field != ""; field = it.ReadObject() {
+		switch field {
+		case "errors":
+			if !it.ReadBool() && it.Error == nil {
+				w.finishItems(pending, event.Delivered)
+				return pending[:0]
+			}
+		case "items":
+			for it.ReadArray() {
+				r := w.readItem(it)
+				if len(w.res) < len(pending) {
+					w.res = append(w.res, r)
+				}
+			}
+		default:
+			it.Skip()
+		}
+		if it.Error != nil {
+			break
+		}
+	}
+	if it.Error != nil && !errors.Is(it.Error, io.EOF) {
+		w.o.cfg.Logger.Warn("unreadable bulk response; retrying the items it does not settle",
+			"output", w.o.cfg.Name, "settled", len(w.res), "items", len(pending), "error", it.Error)
+	}
+	for k := range w.res {
+		r := &w.res[k]
+		switch s := r.status; {
+		case s/100 == 2 || s == http.StatusConflict:
+			r.fate = fateDelivered
+		case s == http.StatusTooManyRequests || s >= 500 || s < 400:
+			r.fate = fateRetry
+		default:
+			r.fate = fateReject
+		}
+	}
+	for len(w.res) < len(pending) {
+		w.res = append(w.res, itemResult{fate: fateRetry})
+	}
+	return w.settle(pending)
+}
+
+// readItem reads one element of "items": {"<action>":{"status":N,"error":{...}}}.
+func (w *worker) readItem(it *jsoniter.Iterator) itemResult {
+	var r itemResult
+	for action := it.ReadObject(); action != ""; action = it.ReadObject() {
+		for f := it.ReadObject(); f != ""; f = it.ReadObject() {
+			switch f {
+			case "status":
+				r.status = it.ReadInt()
+			case "error":
+				r.errOff = len(w.errs)
+				w.errs = it.SkipAndAppendBytes(w.errs)
+				r.errEnd = len(w.errs)
+			default:
+				it.Skip()
+			}
+		}
+	}
+	return r
+}
+
+// settle finishes pending's items by their fates in w.res: delivered ones as Delivered,
+// rejected ones as Rejected once written to the dead-letter file (or back to retry if that
+// write fails). It returns the items to retry.
+func (w *worker) settle(pending []item) []item {
+	o := w.o
+	if n := w.deadLetter(pending); n > 0 {
+		if path, err := o.dead.write(time.Now(), w.lines); err != nil {
+			o.cfg.Logger.Error("documents rejected by Elasticsearch could not be written to the dead-letter file; retrying them",
+				"output", o.cfg.Name, "documents", n, "error", err)
+			for k := range w.res {
+				if w.res[k].fate == fateReject {
+					w.res[k].fate = fateRetry
+				}
+			}
+		} else {
+			first := w.firstRejected()
+			o.cfg.Logger.Warn("documents rejected by Elasticsearch, written to the dead-letter file",
+				"output", o.cfg.Name, "documents", n, "path", path, "status", first.status,
+				"error", string(truncate(w.errs[first.errOff:first.errEnd], 512)))
+		}
+	}
+	// Finish settled items before moving segments; finishing a job may end its batch, but never
+	// one of an item still to retry.
+	var delivered, rejected int
+	for k, p := range pending {
+		switch w.res[k].fate {
+		case fateDelivered:
+			delivered++
+			w.finish(p.j, p.i, event.Delivered)
+		case fateReject:
+			rejected++
+			w.finish(p.j, p.i, event.Rejected)
+		}
+	}
+	o.countResolved(event.Delivered, delivered)
+	o.countResolved(event.Rejected, rejected)
+	if delivered+rejected == len(pending) {
+		return pending[:0]
+	}
+	dst, n := pending[0].off, 0
+	for k, p := range pending {
+		if w.res[k].fate != fateRetry {
+			continue
+		}
+		size := p.end - p.off
+		copy(w.body[dst:dst+size], w.body[p.off:p.end])
+		pending[n] = item{j: p.j, i: p.i, off: dst, end: dst + size}
+		dst += size
+		n++
+	}
+	return pending[:n]
+}
+
+func (w *worker) firstRejected() itemResult {
+	for _, r := range w.res {
+		if r.fate == fateReject {
+			return r
+		}
+	}
+	return itemResult{}
+}
+
+// deadLetter builds, into w.lines, one dead-letter line per item rejected in w.res, and returns
+// their number.
+func (w *worker) deadLetter(pending []item) int {
+	w.lines = w.lines[:0]
+	n := 0
+	now := time.Now().UTC()
+	for k, p := range pending {
+		r := w.res[k]
+		if r.fate != fateReject {
+			continue
+		}
+		n++
+		rec := p.j.b.Records[p.i]
+		b := append(w.lines, `{"@timestamp":"`...)
+		b = now.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","output":`...)
+		b = appendQuoted(b, w.o.cfg.Name)
+		b = append(b, `,"index":"`...)
+		b = w.o.index.Append(b, rec)
+		b = append(b, `","_id":`...)
+		b = appendRecordID(b, rec)
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(r.status), 10)
+		b = append(b, `,"error":`...)
+		if r.errEnd > r.errOff {
+			b = append(b, w.errs[r.errOff:r.errEnd]...)
+		} else {
+			b = append(b, `{"type":"unknown","reason":"Elasticsearch gave no error object"}`...)
+		}
+		b = append(b, `,"document":`...)
+		b = append(b, documentOf(w.body[p.off:p.end])...)
+		w.lines = append(b, "}\n"...)
+	}
+	return n
+}
+
+// readError reads the error object of a failed whole request (Elasticsearch answers
+// {"error":{...},"status":N}); when the body has none, it makes one from the status and text.
+func (w *worker) readError(body io.Reader, status int) []byte {
+	data, _ := io.ReadAll(io.LimitReader(body, 64<<10))
+	it := w.biter
+	it.ResetBytes(data)
+	it.Error = nil
+	for f := it.ReadObject(); f != "" && it.Error == nil; f = it.ReadObject() {
+		if f == "error" {
+			if raw := it.SkipAndReturnBytes(); it.Error == nil && len(raw) > 0 && (raw[0] == '{' || raw[0] == '"') {
+				return raw
+			}
+			break
+		}
+		it.Skip()
+	}
+	out := append([]byte(`{"type":"http_`), strconv.Itoa(status)...)
+	out = append(out, `","reason":`...)
+	out = appendQuoted(out, strings.ToValidUTF8(string(truncate(bytes.TrimSpace(data), 1024)), "\uFFFD"))
+	return append(out, '}')
+}
+
+// finish records that record i of j ended with status s, and finishes j's batch when it was
+// the last one. Metrics are counted by the caller.
+func (w *worker) finish(j *job, i int, s event.Status) {
+	if s != event.Delivered {
+		if j.state == nil {
+			j.state = make([]event.Status, len(j.b.Records))
+		}
+		j.state[i] = s
+	}
+	j.left--
+	if j.left == 0 {
+		w.o.finishJob(j)
+	}
+}
+
+// finishItems finishes every item with status s.
+func (w *worker) finishItems(items []item, s event.Status) {
+	for _, p := range items {
+		w.finish(p.j, p.i, s)
+	}
+	w.o.countResolved(s, len(items))
+}
+
+// failHeld fails the records of the partly encoded job, when the worker exits aborted.
+func (w *worker) failHeld() {
+	j := w.cur
+	if j == nil {
+		return
+	}
+	w.cur = nil
+	n := len(j.b.Records) - j.next
+	for i := j.next; i < len(j.b.Records); i++ {
+		w.finish(j, i, event.Failed)
+	}
+	w.o.countResolved(event.Failed, n)
+}
+
+// finishJob calls Done on j's batch: once with Delivered when every record was delivered, else
+// after splitting off the rejected and failed records into batches finished with their status.
+func (o *Output) finishJob(j *job) {
+	b := j.b
+	o.m.queued.Sub(float64(b.Len()))
+	if state := j.state; state != nil {
+		for _, s := range [...]event.Status{event.Rejected, event.Failed} {
+			part := b.Split(func(i int, _ *event.Record) bool { return state[i] != s })
+			n := 0
+			for _, x := range state {
+				if x != s {
+					state[n] = x
+					n++
+				}
+			}
+			state = state[:n]
+			if part.Len() > 0 {
+				part.Done(s)
+			}
+		}
+	}
+	b.Done(event.Delivered)
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
