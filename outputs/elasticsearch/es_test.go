@@ -84,6 +84,7 @@ func TestESDeliverExactlyOnce(t *testing.T) {
 	// 409s: delivered, and no duplicates.
 	s2 := newSink(t, "once")
 	cfg.Name = uniq("once-replay")
+	cfg.Compression = true
 	o2 := start(t, cfg)
 	for i := 0; i < n; i += 500 {
 		send(t, o2, s2.batch(i, 500, nil))
@@ -167,6 +168,33 @@ func TestESMappingConflictDeadLetter(t *testing.T) {
 	}
 	if got := counter(t, o.m.delivered); got != 8 {
 		t.Errorf("delivered = %v, want 8", got)
+	}
+}
+
+func TestESInvalidIDSplitsRequest(t *testing.T) {
+	// An _id over 512 bytes fails the whole bulk request (action_request_validation_exception):
+	// the request is halved until that record is alone, which goes to the dead-letter file.
+	cfg := esConfig(t, "skiff-longid")
+	s := newSink(t, "longid")
+	o := start(t, cfg)
+	b := s.batch(0, 6, nil)
+	long := strings.Repeat("x", 600)
+	b.Records[2].ID = long
+	send(t, o, b)
+	if err := closeOutput(t, o, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.wait(time.Second)
+	if got := esCount(t, "skiff-longid-2024.01.02"); got != 5 {
+		t.Errorf("%d documents indexed, want 5", got)
+	}
+	lines := readDeadLetters(t, o)
+	if len(lines) != 1 || lines[0].ID != long || lines[0].Status != 400 || !strings.Contains(string(lines[0].Error), "action_request_validation_exception") {
+		t.Fatalf("dead letters %+v, want the record with the long id", lines)
+	}
+	// 6 → 3+3, 3 → 1+2, 2 → 1+1.
+	if got := counter(t, o.m.reqOK) + counter(t, o.m.reqErr); got != 7 {
+		t.Errorf("%v requests, want 7", got)
 	}
 }
 

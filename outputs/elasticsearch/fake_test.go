@@ -120,7 +120,11 @@ func oddID(id string) bool {
 }
 
 func TestWholeRequestErrors(t *testing.T) {
-	for _, status := range []int{503, 429, 502, 401} {
+	for _, tc := range []struct {
+		status int
+		html   bool
+	}{{503, false}, {429, false}, {502, true}, {401, false}, {400, true}} {
+		status := tc.status
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			const fails, n = 3, 5
 			f := newFakeES(t, func(req int, items []bulkItem) (int, []int) {
@@ -129,6 +133,7 @@ func TestWholeRequestErrors(t *testing.T) {
 				}
 				return 200, nil
 			})
+			f.html = tc.html
 			s := newSink(t, "whole")
 			var delays func() []time.Duration
 			o := start(t, fastConfig(f.srv.URL), func(o *Output) { delays = withFastBackoff(o, 10*time.Millisecond) })

@@ -243,6 +243,7 @@ type fakeES struct {
 	requests []fakeRequest
 	bulk     func(n int, items []bulkItem) (status int, itemStatus []int)
 	other    func(r *http.Request) int // non-bulk requests; nil answers 200 {}
+	html     bool                      // whole-request errors come as HTML, as from a proxy
 }
 
 type fakeRequest struct {
@@ -304,6 +305,12 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	status, statuses := f.bulk(n, items)
 	if status != 200 {
+		if f.html {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "<html><body>%d from a proxy</body></html>", status)
+			return
+		}
 		w.WriteHeader(status)
 		fmt.Fprintf(w, `{"error":{"type":"fake_%d","reason":"whole request refused"},"status":%d}`, status, status)
 		return

@@ -102,6 +102,9 @@ func (w *worker) run() {
 // items it had encoded).
 func (w *worker) fill() bool {
 	o := w.o
+	if cap(w.body) > 4*o.cfg.FlushBytes {
+		w.body = nil // grown by an outsized record: give the memory back
+	}
 	w.body, w.items = w.body[:0], w.items[:0]
 	var tick <-chan time.Time
 	defer w.timer.Stop()
@@ -225,10 +228,12 @@ func (w *worker) attempt(pending []item) (rest []item, split bool) {
 		return w.handleResponse(pending, res.Body), false
 	}
 	o.m.reqErr.Inc()
-	errObj := w.readError(res.Body, status)
-	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
-		// Elasticsearch is there but refuses this body as a whole. Halves until one document is
-		// left, which is then the one at fault.
+	errObj, fromES := w.readError(res.Body, status)
+	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest && fromES {
+		// Elasticsearch (or, for 413, a proxy) refuses this body as a whole, e.g. for an _id
+		// longer than 512 bytes. Halves until one document is left, which is then the one at
+		// fault. A 400 that does not come from Elasticsearch is retried instead: a proxy
+		// refusing everything must not send every document to the dead-letter file.
 		o.requestSucceeded()
 		if len(pending) > 1 {
 			return pending, true
@@ -442,15 +447,16 @@ func (w *worker) deadLetter(pending []item) int {
 
 // readError reads the error object of a failed whole request (Elasticsearch answers
 // {"error":{...},"status":N}); when the body has none, it makes one from the status and text.
-func (w *worker) readError(body io.Reader, status int) []byte {
+// fromES reports whether the body was such an Elasticsearch error object.
+func (w *worker) readError(body io.Reader, status int) (obj []byte, fromES bool) {
 	data, _ := io.ReadAll(io.LimitReader(body, 64<<10))
 	it := w.biter
 	it.ResetBytes(data)
 	it.Error = nil
 	for f := it.ReadObject(); f != "" && it.Error == nil; f = it.ReadObject() {
 		if f == "error" {
-			if raw := it.SkipAndReturnBytes(); it.Error == nil && len(raw) > 0 && (raw[0] == '{' || raw[0] == '"') {
-				return raw
+			if raw := it.SkipAndReturnBytes(); it.Error == nil && len(raw) > 0 && raw[0] == '{' {
+				return raw, true
 			}
 			break
 		}
@@ -459,7 +465,7 @@ func (w *worker) readError(body io.Reader, status int) []byte {
 	out := append([]byte(`{"type":"http_`), strconv.Itoa(status)...)
 	out = append(out, `","reason":`...)
 	out = appendQuoted(out, strings.ToValidUTF8(string(truncate(bytes.TrimSpace(data), 1024)), "\uFFFD"))
-	return append(out, '}')
+	return append(out, '}'), false
 }
 
 // finish records that record i of j ended with status s, and finishes j's batch when it was
