@@ -112,6 +112,9 @@ func TestDeadLetter(t *testing.T) {
 
 	lines, where := e.deadLetters(true)
 	checkDeadLetters(t, lines, where, malformed)
+	if len(lines) > 0 {
+		t.Logf("a dead letter: %s", truncate(lines[0], 600))
+	}
 
 	// Restart: positions are past the rejected lines, so nothing is sent or dead-lettered again.
 	// New lines are the barrier that shows skiff is reading again.

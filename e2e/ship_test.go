@@ -14,15 +14,17 @@ func (e *env) waitDelivered(p *proc, w *workload, f *logFile) {
 	e.waitFor(fmt.Sprintf("records of %s", f.tag()), w.written(f), p, func() int { return e.count(tagQuery(f.tag())) })
 }
 
-// waitSeen waits until Elasticsearch holds at least one record of f: skiff has found the file.
-func (e *env) waitSeen(p *proc, f *logFile) {
+// waitSeen waits until Elasticsearch holds at least n records of f: when they include one of
+// the current file, skiff has found it.
+func (e *env) waitSeen(p *proc, f *logFile, n int) {
 	e.t.Helper()
-	e.waitAtLeast(fmt.Sprintf("first record of %s", f.tag()), 1, p, func() int { return e.count(tagQuery(f.tag())) })
+	e.waitAtLeast(fmt.Sprintf("%d records of %s", n, f.tag()), n, p, func() int { return e.count(tagQuery(f.tag())) })
 }
 
-// lifecycle says which files of a workload are rotated, copy-truncated and deleted.
+// lifecycle says which files of a workload are rotated, copy-truncated and deleted. rotateAgain
+// files (some of rotate's) are rotated a second time later on.
 type lifecycle struct {
-	rotate, truncate, remove []*logFile
+	rotate, rotateAgain, truncate, remove []*logFile
 }
 
 // shipScenario writes rounds × perRound messages into every file of w while skiff runs, and
@@ -31,19 +33,26 @@ type lifecycle struct {
 //
 // Rename rotation happens after the first round, once skiff has found the file (the kubelet only
 // rotates files the agent has long known; draining a rotated file it is still reading is what is
-// tested). Copytruncate and deletion wait until Elasticsearch holds everything written to the
+// tested), and for rotateAgain once more near the end. Copytruncate and deletion wait until Elasticsearch holds everything written to the
 // file: with copytruncate, lines written between skiff's last read and the truncation are lost
 // by any tailer (the data is gone from the file it follows), so an exact assertion needs that
 // barrier; after truncating, the test pauses for a few scan intervals before writing again, so
 // skiff sees the file shrink before it grows past the old offset (the same inherent race).
 func (e *env) shipScenario(w *workload, lc lifecycle, p *proc, rounds, perRound int, between func(round int) *proc) *proc {
 	e.t.Helper()
+	firstRotation := map[*logFile]int{}
 	for r := range rounds {
 		w.writeRound(perRound)
 		switch r {
 		case 0:
 			for _, f := range lc.rotate {
-				e.waitSeen(p, f)
+				e.waitSeen(p, f, 1)
+				firstRotation[f] = w.written(f)
+				w.rotate(f)
+			}
+		case rounds - 2:
+			for _, f := range lc.rotateAgain {
+				e.waitSeen(p, f, firstRotation[f]+1) // skiff has found the new 0.log
 				w.rotate(f)
 			}
 		case rounds / 2:
@@ -78,7 +87,7 @@ func TestShipExactlyOnce(t *testing.T) {
 	cfg := e.writeConfig("skiff.yaml", e.config(e.esOutput("es-ship")))
 	p := e.start(cfg)
 
-	lc := lifecycle{rotate: w.files[0:10], truncate: w.files[10:15], remove: w.files[15:20]}
+	lc := lifecycle{rotate: w.files[0:10], rotateAgain: w.files[0:3], truncate: w.files[10:15], remove: w.files[15:20]}
 	p = e.shipScenario(w, lc, p, 5, 400, nil)
 
 	e.waitFor("documents in Elasticsearch", w.expected(), p, func() int { return e.count(nil) })
@@ -88,7 +97,8 @@ func TestShipExactlyOnce(t *testing.T) {
 
 // TestSigkillRestarts: the same kind of workload, with skiff SIGKILLed five times at random
 // moments while files are written and shipped, and restarted on the same data_dir each time;
-// two files are also rotated while skiff is down. Still every record exactly once.
+// two files are also rotated while skiff is down, one of them twice. Still every record
+// exactly once.
 func TestSigkillRestarts(t *testing.T) {
 	e := newEnv(t, true)
 	w := newWorkload(t, e.root, 20, 2)
@@ -118,10 +128,13 @@ func TestSigkillRestarts(t *testing.T) {
 		kills++
 		if kills == 1 {
 			// The kubelet rotates while skiff is down: the rest of the old file (some of it
-			// never read) is only reachable as 0.log.<timestamp> next to the new 0.log.
-			for _, f := range downRotate {
-				w.writeTo(f, 50)
-				w.rotate(f)
+			// never read) is only reachable as 0.log.<timestamp> next to the new 0.log; a
+			// second rotation leaves a file skiff never saw between the two.
+			for i, f := range downRotate {
+				for range i + 1 {
+					w.writeTo(f, 50)
+					w.rotate(f)
+				}
 			}
 		}
 		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)

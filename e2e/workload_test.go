@@ -282,7 +282,7 @@ func (w *workload) write(f *logFile, b []byte) {
 func (w *workload) rotate(f *logFile) {
 	w.t.Helper()
 	p := f.c.PodsPath(w.root)
-	to := p + "." + time.Now().UTC().Format("20060102-150405.000000000")
+	to := w.rotatedName(p)
 	if err := f.f.Close(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -297,12 +297,24 @@ func (w *workload) rotate(f *logFile) {
 	f.rotated = append(f.rotated, to)
 }
 
+// rotatedName is the kubelet's name for a rotated p: p.<UTC time to the second>. When that name
+// is taken (a second rotation within the second), it waits for the next second.
+func (w *workload) rotatedName(p string) string {
+	for {
+		to := p + "." + time.Now().UTC().Format("20060102-150405")
+		if _, err := os.Lstat(to); os.IsNotExist(err) {
+			return to
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // copyTruncate copies 0.log to 0.log.<timestamp> and truncates 0.log to zero, as logrotate's
 // copytruncate does; later writes start again at offset 0.
 func (w *workload) copyTruncate(f *logFile) {
 	w.t.Helper()
 	p := f.c.PodsPath(w.root)
-	to := p + "." + time.Now().UTC().Format("20060102-150405.000000000")
+	to := w.rotatedName(p)
 	src, err := os.Open(p)
 	if err != nil {
 		w.t.Fatal(err)
