@@ -176,7 +176,7 @@ func (w *worker) deliver(pending []item) {
 		rest, split := w.attempt(pending)
 		if split {
 			h := len(pending) / 2
-			o.cfg.Logger.Info("bulk request too large, splitting it", "output", o.cfg.Name,
+			o.cfg.Logger.Info("bulk request refused as a whole; splitting it to find the document at fault", "output", o.cfg.Name,
 				"items", len(pending), "bytes", pending[len(pending)-1].end-pending[0].off)
 			w.deliver(pending[:h])
 			w.deliver(pending[h:])
