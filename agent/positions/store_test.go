@@ -10,21 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/skiff-logs/skiff/agent/metrics"
 )
-
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
-	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		t.Fatal(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
-}
 
 func TestStoreRoundTrip(t *testing.T) {
 	p := filepath.Join(t.TempDir(), FileName)
@@ -138,7 +125,7 @@ func TestStoreWritesOnlyWhenChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := metricValue(t, metricsWritesOK())
+	ok := metrics.Value(metricsWritesOK())
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +139,7 @@ func TestStoreWritesOnlyWhenChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := metricValue(t, metricsWritesOK()) - ok; got != 1 {
+	if got := metrics.Value(metricsWritesOK()) - ok; got != 1 {
 		t.Errorf("writes after one change = %v, want 1", got)
 	}
 	if s.Commit(k, 7, 0, 0) {
@@ -170,7 +157,7 @@ func TestStoreWritesOnlyWhenChanged(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := metricValue(t, metricsWritesOK()) - ok; got != 2 {
+	if got := metrics.Value(metricsWritesOK()) - ok; got != 2 {
 		t.Errorf("writes after two changes = %v, want 2", got)
 	}
 }

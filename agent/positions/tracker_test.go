@@ -75,16 +75,16 @@ func TestTrackerUnackedGauge(t *testing.T) {
 	b := NewTracker(s, Entry{Key: Key{Ino: 2}, Path: path, Offset: 0}) // a rotated file's successor
 	a1 := a.NewAck(150)
 	b1 := b.NewAck(30)
-	if got := metricValue(t, g); got != 80 {
+	if got := metrics.Value(g); got != 80 {
 		t.Fatalf("unacked = %v, want 80", got)
 	}
 	a1.Release(1, event.Delivered)
-	if got := metricValue(t, g); got != 30 {
+	if got := metrics.Value(g); got != 30 {
 		t.Fatalf("unacked = %v, want 30", got)
 	}
 	a.Close()
 	a.Close()
-	if got := metricValue(t, g); got != 30 {
+	if got := metrics.Value(g); got != 30 {
 		t.Fatalf("unacked after closing the other tracker = %v, want 30", got)
 	}
 	b.Close()

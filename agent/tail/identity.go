@@ -1,0 +1,130 @@
+package tail
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/skiff-logs/skiff/agent/positions"
+)
+
+// fingerprintBytes caps the bytes hashed for a file's fingerprint.
+const fingerprintBytes = 256
+
+// keyOf returns the (device, inode) identity of a stat result.
+func keyOf(fi os.FileInfo) (positions.Key, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return positions.Key{}, false
+	}
+	return positions.Key{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, true //nolint:unconvert // types differ by platform
+}
+
+// statRegular stats name (following symlinks) and returns its identity if it is a regular file.
+func statRegular(name string) (positions.Key, os.FileInfo, bool) {
+	fi, err := os.Stat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return positions.Key{}, nil, false
+	}
+	k, ok := keyOf(fi)
+	return k, fi, ok
+}
+
+// fingerprint hashes the file's bytes from 0 up to and including the first '\n', at most
+// fingerprintBytes of them. ok is false while the fingerprint is not yet stable: no newline in
+// a file shorter than fingerprintBytes.
+func fingerprint(f *os.File) (fp uint64, ok bool, err error) {
+	var buf [fingerprintBytes]byte
+	n, err := f.ReadAt(buf[:], 0)
+	if err != nil && err != io.EOF {
+		return 0, false, fmt.Errorf("read fingerprint of %s: %w", f.Name(), err)
+	}
+	b := buf[:n]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else if n < fingerprintBytes {
+		return 0, false, nil
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64(), true, nil
+}
+
+// idPrefix is the document-id prefix of one file generation: 16 lower-hex digits of FNV-64a
+// over device, inode, fingerprint and generation.
+func idPrefix(k positions.Key, fp uint64, gen uint32) string {
+	var b [28]byte
+	binary.LittleEndian.PutUint64(b[0:], k.Dev)
+	binary.LittleEndian.PutUint64(b[8:], k.Ino)
+	binary.LittleEndian.PutUint64(b[16:], fp)
+	binary.LittleEndian.PutUint32(b[24:], gen)
+	h := fnv.New64a()
+	h.Write(b[:])
+	const digits = "0123456789abcdef"
+	v := h.Sum64()
+	var out [16]byte
+	for i := 15; i >= 0; i-- {
+		out[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(out[:])
+}
+
+// firstLine reads the file's first line (without its '\n'), at most max bytes of it, using buf
+// as scratch when it is large enough.
+func firstLine(f *os.File, max int, buf []byte) ([]byte, error) {
+	step := 4096
+	for size := step; ; size *= 4 {
+		if size > max {
+			size = max
+		}
+		if cap(buf) < size {
+			buf = make([]byte, size)
+		}
+		b := buf[:size]
+		n, err := f.ReadAt(b, 0)
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("read first line of %s: %w", f.Name(), err)
+		}
+		if i := bytes.IndexByte(b[:n], '\n'); i >= 0 {
+			return b[:i], nil
+		}
+		if n < size || size == max {
+			return b[:n], nil
+		}
+	}
+}
+
+// lastLineEnd returns the offset just after the last '\n' before size, looking back at most
+// max bytes: 0 when the file has no '\n' at all (its only line is read whole), size when the
+// last line is longer than max (reading starts inside it; it would be truncated anyway).
+func lastLineEnd(f *os.File, size int64, max int, buf []byte) (int64, error) {
+	const step = 64 << 10
+	if cap(buf) < step {
+		buf = make([]byte, step)
+	}
+	buf = buf[:step]
+	end := size
+	for end > 0 && size-end < int64(max) {
+		start := end - step
+		if start < 0 {
+			start = 0
+		}
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
+			return 0, fmt.Errorf("find last line of %s: %w", f.Name(), err)
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	if end == 0 {
+		return 0, nil
+	}
+	return size, nil
+}

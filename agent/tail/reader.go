@@ -1,0 +1,615 @@
+package tail
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"sync/atomic"
+
+	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/positions"
+)
+
+type handleFunc = func(ctx context.Context, c *event.Chunk) error
+
+// startMode says where a file without a matching positions entry starts.
+type startMode uint8
+
+const (
+	// startNew: at 0, the file is new.
+	startNew startMode = iota
+	// startInitial: found by the first scan; at its end when Config.StartAtEnd.
+	startInitial
+)
+
+// reader reads one file (one inode) from its own goroutine. Fields below "goroutine-local"
+// are touched by that goroutine only; the scanner talks to it through wake, gone and readOff.
+type reader struct {
+	t      *Tailer
+	f      *os.File
+	key    positions.Key
+	path   string // the discovered path: Describe, positions, rotation checks
+	name   string // the file opened: path, or a rotated sibling of its target
+	target string // name with symlinks resolved: fsnotify events name it
+	origin string // the resolved path the file had at path (positions Entry.Target)
+	mode   startMode
+	after  <-chan struct{} // read nothing before it closes (the previous file of path drained)
+	log    *slog.Logger
+
+	wake    chan struct{}
+	gone    atomic.Bool  // path no longer leads to this file
+	readOff atomic.Int64 // file offset read up to, for the scanner's size check
+	drained chan struct{}
+
+	// goroutine-local
+	desc     event.Source
+	g        *generation
+	nextGen  uint32 // generation number after a truncation
+	truncs   int
+	drainedC bool
+
+	buf        []byte
+	pooled     *[]byte
+	start      int   // buf[start:end] is unconsumed: the current, incomplete line
+	end        int   //
+	scan       int   // where the search for '\n' goes on
+	lineOff    int64 // file offset of buf[start]
+	off        int64 // file offset of buf[end]: where the next read starts
+	discarding bool  // the current line is longer than MaxLineBytes: buf keeps its first part
+	dropped    int64 // bytes of the current line discarded so far
+	size       int64 // size at the last fstat
+	fpChecked  time.Time
+	lastGrowth time.Time
+	goneAt     time.Time
+	now        time.Time // time of the current step: the read time of parse errors
+
+	recs       []event.Record // the chunk being filled
+	arena      []byte         // its messages; earlier chunks may share the backing array
+	arenaBytes int            // message bytes in the current chunk
+	lineEnd    int64          // file offset after the last line consumed
+	counted    int64          // lineEnd already counted in InputBytes
+	nParseErr  int
+	nTrunc     int
+	nTruncB    int64
+	nInvalid   int
+}
+
+// generation is one life of the file between truncations.
+type generation struct {
+	num     uint32
+	fp      uint64
+	src     *event.Source
+	parser  Parser
+	tracker *positions.Tracker
+	acked   int64 // End of the last registered chunk
+}
+
+func newReader(t *Tailer, f *os.File, path, name, target, origin string, k positions.Key, mode startMode, after <-chan struct{}) *reader {
+	r := &reader{
+		t: t, f: f, key: k,
+		path: path, name: name, target: target, origin: origin,
+		mode: mode, after: after,
+		wake:    make(chan struct{}, 1),
+		drained: make(chan struct{}),
+	}
+	r.log = t.log.With("path", path)
+	if name != path {
+		r.log = r.log.With("file", name)
+	}
+	if t.cfg.Describe != nil {
+		r.desc = t.cfg.Describe(path)
+	} else {
+		r.desc = event.Source{Tag: t.cfg.Input}
+	}
+	if r.desc.Path == "" {
+		r.desc.Path = path
+	}
+	return r
+}
+
+// poke wakes the reader without blocking; wakes coalesce.
+func (r *reader) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reader) run(ctx context.Context, handle handleFunc) {
+	defer r.t.wg.Done()
+	retire := false
+	defer func() { r.close(retire) }()
+	if r.after != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.after:
+		}
+	}
+	for {
+		err := r.step(ctx, handle)
+		if err == nil {
+			var done bool
+			done, err = r.finished(ctx, handle)
+			if done && err == nil {
+				retire = r.g != nil
+				return
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("closing file after an error; the next scan reopens it from its saved position", "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+	}
+}
+
+func (r *reader) close(retire bool) {
+	var fp uint64
+	if r.g != nil {
+		fp = r.g.fp
+		r.g.tracker.Close()
+	}
+	_ = r.f.Close()
+	r.releaseBuf()
+	if !r.drainedC {
+		close(r.drained)
+	}
+	r.t.finish(r, retire, fp)
+}
+
+// step reads whatever the file has now, up to its end.
+func (r *reader) step(ctx context.Context, handle handleFunc) error {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", r.name, err)
+	}
+	size := fi.Size()
+	r.now = time.Now()
+	if r.g != nil {
+		switch {
+		case size < r.off:
+			r.truncated("file is shorter than what was read")
+		case size > r.size && r.now.Sub(r.fpChecked) >= r.t.cfg.ScanInterval:
+			// A copytruncated file that grew past our offset again is only told apart by its
+			// first line.
+			r.fpChecked = r.now
+			if fp, ok, err := fingerprint(r.f); err == nil && ok && fp != r.g.fp {
+				r.truncated("the first line of the file changed")
+			}
+		}
+	}
+	r.size = size
+	if r.g == nil {
+		ok, err := r.begin(size)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	return r.readToEOF(ctx, handle)
+}
+
+// begin starts a file generation once the file's fingerprint is stable. It reports false
+// while it is not (the first line is still incomplete).
+func (r *reader) begin(size int64) (bool, error) {
+	fp, ok, err := fingerprint(r.f)
+	if err != nil || !ok {
+		return false, err
+	}
+	cfg := &r.t.cfg
+	var gen uint32
+	var off int64
+	if r.truncs == 0 {
+		e, known := cfg.Positions.Get(r.key)
+		switch {
+		case known && e.Fingerprint == fp:
+			gen, off = e.Generation, e.Offset
+			if size < off {
+				r.log.Info("file is shorter than its saved position: it was truncated while skiff was not reading it; reading it from the start",
+					"offset", off, "size", size)
+				gen, off = gen+1, 0
+			}
+		case r.mode == startInitial && cfg.StartAtEnd:
+			if off, err = lastLineEnd(r.f, size, cfg.MaxLineBytes, nil); err != nil {
+				return false, err
+			}
+		}
+		if known && e.Fingerprint != fp {
+			r.log.Debug("the inode of a known file was reused: reading the new file as new")
+		}
+	} else {
+		gen = r.nextGen
+	}
+	src := r.desc
+	src.IDPrefix = idPrefix(r.key, fp, gen)
+	g := &generation{num: gen, fp: fp, src: &src, acked: off}
+	entry := positions.Entry{Key: r.key, Fingerprint: fp, Generation: gen, Path: r.path, Offset: off}
+	if r.origin != r.path {
+		entry.Target = r.origin
+	}
+	if off > 0 {
+		first, err := firstLine(r.f, cfg.MaxLineBytes, nil)
+		if err != nil {
+			return false, err
+		}
+		g.parser = cfg.NewParser(first, cfg.MaxLineBytes)
+	}
+	g.tracker = positions.NewTracker(cfg.Positions, entry)
+	r.g = g
+	r.resetBuffer(off)
+	return true, nil
+}
+
+func (r *reader) resetBuffer(off int64) {
+	r.start, r.end, r.scan = 0, 0, 0
+	r.discarding, r.dropped = false, 0
+	r.off, r.lineOff, r.lineEnd, r.counted = off, off, off, off
+	r.readOff.Store(off)
+}
+
+// truncated ends the current generation after a truncation (copytruncate): the file is read
+// again from 0 as a new generation, with new document ids. Called between chunks.
+func (r *reader) truncated(why string) {
+	lost := r.size - r.lineOff // read-but-incomplete and never-read bytes of the old content
+	if lost > 0 {
+		r.t.m.lost.Add(float64(lost))
+	} else {
+		lost = 0
+	}
+	r.log.Info("file truncated: reading it again from the start", "reason", why, "offset", r.off, "lost_bytes", lost)
+	r.nextGen = r.g.num + 1
+	r.truncs++
+	r.g.tracker.Close()
+	r.g = nil
+	r.recs = r.recs[:0]
+	r.resetBuffer(0)
+}
+
+// readToEOF reads and processes until the end of the file, then flushes the chunk.
+func (r *reader) readToEOF(ctx context.Context, handle handleFunc) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r.ensureRoom()
+		n, err := r.f.ReadAt(r.buf[r.end:], r.off)
+		if n > 0 {
+			r.end += n
+			r.off += int64(n)
+			r.readOff.Store(r.off)
+			r.lastGrowth = r.now
+			if perr := r.process(ctx, handle); perr != nil {
+				return perr
+			}
+		}
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.name, err)
+		}
+	}
+	if err := r.flush(ctx, handle); err != nil {
+		return err
+	}
+	if r.start == r.end && !r.discarding {
+		// Idle: hold no memory. Records in flight keep their arena alive on their own.
+		r.releaseBuf()
+		r.arena = nil
+	}
+	return nil
+}
+
+// process consumes the complete lines in the buffer.
+func (r *reader) process(ctx context.Context, handle handleFunc) error {
+	max := r.t.cfg.MaxLineBytes
+	for {
+		i := bytes.IndexByte(r.buf[r.scan:r.end], '\n')
+		if i < 0 {
+			break
+		}
+		nl := r.scan + i
+		end := r.lineOff + int64(nl+1-r.start) + r.dropped
+		line := r.buf[r.start:nl]
+		trunc := r.discarding || len(line) > max
+		if trunc {
+			r.countTruncated(int64(len(line)) + r.dropped - int64(max))
+			line = trimPartialRune(line[:max])
+		}
+		if err := r.emit(ctx, handle, line, r.lineOff, end, trunc); err != nil {
+			return err
+		}
+		r.lineOff, r.start, r.scan = end, nl+1, nl+1
+		r.discarding, r.dropped = false, 0
+	}
+	r.scan = r.end
+	if r.end-r.start > max {
+		// Keep the line's first max bytes and drop the rest as it comes; the record is made
+		// when its newline arrives, so its position is committed only after the whole line.
+		kept := r.start + max
+		r.dropped += int64(r.end - kept)
+		r.end, r.scan = kept, kept
+		r.discarding = true
+	}
+	return nil
+}
+
+func (r *reader) countTruncated(cut int64) {
+	r.nTrunc++
+	r.nTruncB += cut
+}
+
+// emit parses one line and, when the parser completes a record, adds it to the chunk.
+func (r *reader) emit(ctx context.Context, handle handleFunc, line []byte, off, end int64, trunc bool) error {
+	g := r.g
+	r.lineEnd = end
+	if g.parser == nil {
+		g.parser = r.t.cfg.NewParser(line, r.t.cfg.MaxLineBytes)
+	}
+	n := len(r.recs)
+	if n == cap(r.recs) {
+		r.growRecs()
+	}
+	r.recs = r.recs[:n+1]
+	rec := &r.recs[n]
+	if !g.parser.Parse(line, off, rec) {
+		*rec = event.Record{}
+		r.recs = r.recs[:n]
+		return nil
+	}
+	if trunc {
+		rec.Flags |= event.FlagTruncated
+	}
+	if utf8.Valid(rec.Message) {
+		rec.Message = r.keep(rec.Message)
+	} else {
+		rec.Message = r.keepValid(rec.Message)
+		rec.Flags |= event.FlagInvalidUTF8
+		r.nInvalid++
+	}
+	if rec.Flags&event.FlagParseError != 0 {
+		r.nParseErr++
+		if rec.Time.IsZero() {
+			rec.Time = r.now
+		}
+	}
+	rec.Tag = g.src.Tag
+	rec.Source = g.src
+	if len(r.recs) >= r.t.cfg.ChunkRecords || r.arenaBytes >= maxChunkBytes {
+		return r.flush(ctx, handle)
+	}
+	return nil
+}
+
+// growRecs makes room for the records of the lines already in the buffer, up to a chunk.
+func (r *reader) growRecs() {
+	want := len(r.recs) + bytes.Count(r.buf[r.scan:r.end], newline) + 1
+	if c := 2 * cap(r.recs); want < c {
+		want = c
+	}
+	if want > r.t.cfg.ChunkRecords {
+		want = r.t.cfg.ChunkRecords
+	}
+	r.recs = slices.Grow(r.recs, want-len(r.recs))
+}
+
+var newline = []byte{'\n'}
+
+// reserve makes room for n more bytes in the arena. A new block is sized for what the buffer
+// still holds, so one block usually serves a whole read.
+func (r *reader) reserve(n int) {
+	if cap(r.arena)-len(r.arena) >= n {
+		return
+	}
+	size := r.end - r.start
+	if size > maxChunkBytes {
+		size = maxChunkBytes
+	}
+	if size < n {
+		size = n
+	}
+	if size < 512 {
+		size = 512
+	}
+	r.arena = make([]byte, 0, size)
+}
+
+// keep copies a message into the arena; the result cannot be appended to in place.
+func (r *reader) keep(msg []byte) []byte {
+	r.reserve(len(msg))
+	i := len(r.arena)
+	r.arena = append(r.arena, msg...)
+	r.arenaBytes += len(msg)
+	return r.arena[i:len(r.arena):len(r.arena)]
+}
+
+// keepValid copies a message into the arena, replacing each invalid UTF-8 byte by U+FFFD.
+func (r *reader) keepValid(msg []byte) []byte {
+	r.reserve(3 * len(msg))
+	i := len(r.arena)
+	for len(msg) > 0 {
+		c, w := utf8.DecodeRune(msg)
+		if c == utf8.RuneError && w == 1 {
+			r.arena = utf8.AppendRune(r.arena, utf8.RuneError)
+		} else {
+			r.arena = append(r.arena, msg[:w]...)
+		}
+		msg = msg[w:]
+	}
+	r.arenaBytes += len(r.arena) - i
+	return r.arena[i:len(r.arena):len(r.arena)]
+}
+
+// trimPartialRune drops a UTF-8 sequence cut short at the end of b (by truncation).
+func trimPartialRune(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			return b
+		}
+	}
+	return b
+}
+
+// flush hands the chunk to handle and registers its Ack. A chunk without records still moves
+// the position when lines were consumed (e.g. lines a parser skipped).
+func (r *reader) flush(ctx context.Context, handle handleFunc) error {
+	g := r.g
+	if g == nil {
+		return nil
+	}
+	end := r.lineEnd
+	if g.parser != nil {
+		if p, ok := g.parser.PendingFrom(); ok && p < end {
+			end = p
+		}
+	}
+	if end < g.acked {
+		end = g.acked
+	}
+	r.countChunk()
+	if len(r.recs) == 0 {
+		if end > g.acked {
+			g.tracker.NewAck(end).Release(1, event.Delivered)
+			g.acked = end
+		}
+		return nil
+	}
+	ack := g.tracker.NewAck(end)
+	g.acked = end
+	for i := range r.recs {
+		r.recs[i].Ack = ack
+	}
+	c := &event.Chunk{Records: r.recs, Ack: ack}
+	r.recs = nil
+	r.arenaBytes = 0
+	if err := handle(ctx, c); err != nil {
+		ack.Release(1, event.Failed)
+		return err
+	}
+	ack.Release(1, event.Delivered)
+	return nil
+}
+
+// countChunk adds the chunk's counts to the input metrics.
+func (r *reader) countChunk() {
+	m := &r.t.m
+	if n := len(r.recs); n > 0 {
+		m.records.Add(float64(n))
+	}
+	if b := r.lineEnd - r.counted; b > 0 {
+		m.bytes.Add(float64(b))
+		r.counted = r.lineEnd
+	}
+	if r.nParseErr > 0 {
+		m.parseErrors.Add(float64(r.nParseErr))
+		r.nParseErr = 0
+	}
+	if r.nTrunc > 0 {
+		m.truncLines.Add(float64(r.nTrunc))
+		m.truncBytes.Add(float64(r.nTruncB))
+		r.nTrunc, r.nTruncB = 0, 0
+	}
+	if r.nInvalid > 0 {
+		m.invalidUTF8.Add(float64(r.nInvalid))
+		r.nInvalid = 0
+	}
+}
+
+// finished decides, at the end of the file, whether a file whose path no longer leads to it is
+// done: it has not grown for DrainGrace. Its last line, if it never got a newline, is then
+// emitted as it is.
+func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) {
+	if !r.gone.Load() {
+		r.goneAt = time.Time{}
+		return false, nil
+	}
+	if !r.drainedC {
+		r.drainedC = true
+		close(r.drained)
+	}
+	now := time.Now()
+	if r.goneAt.IsZero() {
+		r.goneAt = now
+	}
+	last := r.goneAt
+	if r.lastGrowth.After(last) {
+		last = r.lastGrowth
+	}
+	if now.Sub(last) < r.t.cfg.DrainGrace {
+		return false, nil
+	}
+	if r.g != nil && (r.end > r.start || r.discarding) {
+		line := r.buf[r.start:r.end]
+		if r.discarding {
+			r.countTruncated(int64(len(line)) + r.dropped - int64(r.t.cfg.MaxLineBytes))
+			line = trimPartialRune(line)
+		}
+		if err := r.emit(ctx, handle, line, r.lineOff, r.off, r.discarding); err != nil {
+			return false, err
+		}
+		r.start = r.end
+		if err := r.flush(ctx, handle); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// ensureRoom makes sure the buffer has room to read into: it takes a buffer from the pool,
+// moves the incomplete line to the front, or grows the buffer for a long line (up to
+// MaxLineBytes plus one read).
+func (r *reader) ensureRoom() {
+	if r.buf == nil {
+		r.pooled = r.t.bufs.Get().(*[]byte)
+		r.buf = *r.pooled
+		r.start, r.end, r.scan = 0, 0, 0
+	}
+	if len(r.buf)-r.end >= len(r.buf)/8 && r.end < len(r.buf) {
+		return
+	}
+	if r.start > 0 {
+		n := copy(r.buf, r.buf[r.start:r.end])
+		r.scan -= r.start
+		r.start, r.end = 0, n
+	}
+	room := len(r.buf) - r.end
+	if room > 0 && (room >= len(r.buf)/8 || len(r.buf) >= r.t.maxBuf) {
+		return
+	}
+	size := 2 * len(r.buf)
+	if size > r.t.maxBuf {
+		size = r.t.maxBuf
+	}
+	nb := make([]byte, size)
+	copy(nb, r.buf[:r.end])
+	if r.pooled != nil {
+		r.t.bufs.Put(r.pooled)
+		r.pooled = nil
+	}
+	r.buf = nb
+}
+
+// releaseBuf gives the buffer back while the reader is idle, so that quiet files hold none.
+func (r *reader) releaseBuf() {
+	if r.pooled != nil {
+		r.t.bufs.Put(r.pooled)
+	}
+	r.buf, r.pooled = nil, nil
+	r.start, r.end, r.scan = 0, 0, 0
+}
