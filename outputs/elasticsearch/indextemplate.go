@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // templatePriority is above the built-in templates (logs-*-* has 100) and leaves room for a
@@ -92,13 +93,19 @@ func (o *Output) templateBody() []byte {
 	return b
 }
 
+// templateMaxBackoff caps the delay between index template attempts.
+const templateMaxBackoff = 5 * time.Second
+
 // installTemplate puts the index template, retrying with backoff while Elasticsearch is
 // unreachable or failing, until it succeeds, fails for good (logged; indexing goes on without
 // it), or the output is aborted. Either of the first two opens the gate for bulk requests.
+//
+// Its retries are capped at templateMaxBackoff, lower than the bulk backoff: bulk requests wait
+// for the template, so after an outage this request decides how soon shipping resumes.
 func (o *Output) installTemplate() {
 	log := o.cfg.Logger
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !o.sleep(o.backoff(attempt)) {
+		if attempt > 0 && !o.sleep(min(o.backoff(attempt), templateMaxBackoff)) {
 			return
 		}
 		err := o.putTemplate()
@@ -117,6 +124,7 @@ func (o *Output) installTemplate() {
 			o.openGate()
 			return
 		}
+		o.m.reqErr.Inc()
 		log.Warn("index template not installed yet; retrying", "output", o.cfg.Name, "attempt", attempt+1, "error", err)
 	}
 }
