@@ -394,9 +394,13 @@ func (r *reader) emit(ctx context.Context, handle handleFunc, line []byte, off, 
 	return nil
 }
 
-// growRecs makes room for the records of the lines already in the buffer, up to a chunk.
+// growRecs makes room for the records of the lines already in the buffer, up to a chunk; for
+// a whole chunk at once when the file holds more than the buffer.
 func (r *reader) growRecs() {
 	want := len(r.recs) + bytes.Count(r.buf[r.scan:r.end], newline) + 1
+	if r.size > r.off {
+		want = r.t.cfg.ChunkRecords
+	}
 	if c := 2 * cap(r.recs); want < c {
 		want = c
 	}
