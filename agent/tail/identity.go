@@ -74,18 +74,13 @@ func idPrefix(k positions.Key, fp uint64, gen uint32) string {
 	return string(out[:])
 }
 
-// firstLine reads the file's first line (without its '\n'), at most max bytes of it, using buf
-// as scratch when it is large enough.
-func firstLine(f *os.File, max int, buf []byte) ([]byte, error) {
-	step := 4096
-	for size := step; ; size *= 4 {
+// firstLine reads the file's first line (without its '\n'), at most max bytes of it.
+func firstLine(f *os.File, max int) ([]byte, error) {
+	for size := 4096; ; size *= 4 {
 		if size > max {
 			size = max
 		}
-		if cap(buf) < size {
-			buf = make([]byte, size)
-		}
-		b := buf[:size]
+		b := make([]byte, size)
 		n, err := f.ReadAt(b, 0)
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("read first line of %s: %w", f.Name(), err)
@@ -99,15 +94,13 @@ func firstLine(f *os.File, max int, buf []byte) ([]byte, error) {
 	}
 }
 
-// lastLineEnd returns the offset just after the last '\n' before size, looking back at most
-// max bytes: 0 when the file has no '\n' at all (its only line is read whole), size when the
-// last line is longer than max (reading starts inside it; it would be truncated anyway).
-func lastLineEnd(f *os.File, size int64, max int, buf []byte) (int64, error) {
+// lastLineEnd returns the offset just after the last '\n' before size, looking back in 64 KiB
+// reads until it passed max bytes: 0 when the file has no '\n' at all (its only line is read
+// whole), size when none was found that far back (reading starts inside a line longer than
+// max, which would be truncated anyway).
+func lastLineEnd(f *os.File, size int64, max int) (int64, error) {
 	const step = 64 << 10
-	if cap(buf) < step {
-		buf = make([]byte, step)
-	}
-	buf = buf[:step]
+	buf := make([]byte, step)
 	end := size
 	for end > 0 && size-end < int64(max) {
 		start := end - step

@@ -8,10 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"sync/atomic"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/positions"
@@ -29,8 +28,9 @@ const (
 	startInitial
 )
 
-// reader reads one file (one inode) from its own goroutine. Fields below "goroutine-local"
-// are touched by that goroutine only; the scanner talks to it through wake, gone and readOff.
+// reader reads one file (one inode) from its own goroutine. The fields after "goroutine-local"
+// are touched by that goroutine only; the scanner talks to it through wake, gone and readOff,
+// and waits for drained (closed once the file, no longer at its path, was read to its end).
 type reader struct {
 	t      *Tailer
 	f      *os.File
@@ -58,7 +58,7 @@ type reader struct {
 	buf        []byte
 	pooled     *[]byte
 	start      int   // buf[start:end] is unconsumed: the current, incomplete line
-	end        int   //
+	end        int   // end of the data read into buf
 	scan       int   // where the search for '\n' goes on
 	lineOff    int64 // file offset of buf[start]
 	off        int64 // file offset of buf[end]: where the next read starts
@@ -223,7 +223,7 @@ func (r *reader) begin(size int64) (bool, error) {
 				gen, off = gen+1, 0
 			}
 		case r.mode == startInitial && cfg.StartAtEnd:
-			if off, err = lastLineEnd(r.f, size, cfg.MaxLineBytes, nil); err != nil {
+			if off, err = lastLineEnd(r.f, size, cfg.MaxLineBytes); err != nil {
 				return false, err
 			}
 		}
@@ -241,7 +241,7 @@ func (r *reader) begin(size int64) (bool, error) {
 		entry.Target = r.origin
 	}
 	if off > 0 {
-		first, err := firstLine(r.f, cfg.MaxLineBytes, nil)
+		first, err := firstLine(r.f, cfg.MaxLineBytes)
 		if err != nil {
 			return false, err
 		}

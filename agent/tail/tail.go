@@ -271,17 +271,17 @@ loop:
 // we pause, the kernel merges repeated events of a file into one, so a busy file costs a few
 // wake-ups per pause instead of one per line.
 func (t *Tailer) pauseEvents(ctx context.Context, events chan fsnotify.Event) {
+drain:
 	for {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				return
+				break drain
 			}
 			t.onEvent(ev)
-			continue
 		default:
+			break drain
 		}
-		break
 	}
 	if t.pause == nil {
 		t.pause = time.NewTimer(eventPause)
