@@ -26,7 +26,7 @@ outputs:
 	write(bad, `
 inputs: [{name: c, paths: ["/var/log/containers/*.log"], start_at: middle}]
 outputs:
-  - {name: es, type: elasticsearch, hosts: ["http://127.0.0.1:9200"], flush_bytes: 0B}
+  - {name: es, type: elasticsearch, hosts: ["http://127.0.0.1:9200"], workers: -1}
   - {name: f, type: file}
 `)
 	tests := []struct {
@@ -35,7 +35,7 @@ outputs:
 		contains []string
 	}{
 		{[]string{"validate", "--config", good}, 0, []string{"ok"}},
-		{[]string{"validate", "--config", bad}, 1, []string{"inputs[0].start_at: must be beginning or end", "outputs[0].flush_bytes: must be positive", "outputs[1].path: must not be empty"}},
+		{[]string{"validate", "--config", bad}, 1, []string{"inputs[0].start_at: must be beginning or end", "outputs[0].workers: must not be negative", "outputs[1].path: must not be empty"}},
 		{[]string{"validate", "--config", filepath.Join(dir, "missing.yaml")}, 1, []string{"read config"}},
 		{[]string{"validate"}, 2, []string{"--config FILE is required"}},
 		{[]string{"run", "--config", bad}, 1, []string{"outputs[1].path"}},
