@@ -9,10 +9,13 @@ import (
 
 // Parser is the agent's tail.Parser contract, repeated so that this package needs only
 // agent/event: Parse turns one line at a byte offset into a complete record (true) or keeps it
-// as a fragment (false); PendingFrom reports the earliest fragment's offset still held.
+// as a fragment (false); PendingFrom reports the earliest fragment's offset still held; Flush
+// emits the earliest held fragment group as a record flagged event.FlagTruncated (true), or
+// reports that nothing is held (false).
 type Parser interface {
 	Parse(line []byte, offset int64, r *event.Record) bool
 	PendingFrom() (int64, bool)
+	Flush(r *event.Record) bool
 }
 
 var (

@@ -109,6 +109,8 @@ func (rawParser) Parse(line []byte, off int64, r *event.Record) bool {
 
 func (rawParser) PendingFrom() (int64, bool) { return 0, false }
 
+func (rawParser) Flush(*event.Record) bool { return false }
+
 // FuzzReader feeds arbitrary bytes through a reader with tiny buffers and line limits: one
 // record per complete line, at the line's offset, valid UTF-8, and the position after the last
 // newline once every chunk is delivered.

@@ -18,7 +18,8 @@ import (
 
 // testParser stands in for the real parsers:
 //   - "P:<text>" is a fragment kept until the next "F:<text>" line, which completes the record
-//     (offset of the first fragment), like CRI partial lines;
+//     (offset of the first fragment), like CRI partial lines; Flush emits them as a truncated
+//     record;
 //   - a line starting with '!' is a parse error (raw line, FlagParseError);
 //   - anything else is a record whose message is the line.
 type testParser struct {
@@ -54,6 +55,16 @@ func (p *testParser) Parse(line []byte, off int64, r *event.Record) bool {
 }
 
 func (p *testParser) PendingFrom() (int64, bool) { return p.pendOff, p.held }
+
+// Flush emits the held "P:" fragments as a truncated record.
+func (p *testParser) Flush(r *event.Record) bool {
+	if !p.held {
+		return false
+	}
+	r.Message, r.Offset, r.Flags = p.pending, p.pendOff, event.FlagTruncated
+	p.held = false
+	return true
+}
 
 // got is what a test keeps of a record (the record itself is not valid after delivery).
 type got struct {

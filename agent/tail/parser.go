@@ -17,6 +17,13 @@ type Parser interface {
 	// PendingFrom reports the offset of the earliest fragment still held, if any. The reader
 	// never commits a position past it, so a crash re-reads the whole pending record.
 	PendingFrom() (offset int64, ok bool)
+	// Flush emits the earliest held fragment group (lowest offset) as a complete record, flagged
+	// event.FlagTruncated (its end never arrived), and returns true; it returns false when
+	// nothing is held, leaving r alone. The record is filled as by Parse (Time and Offset of its
+	// first fragment; r.Message valid until the next call). The reader calls it repeatedly when
+	// a file is finished for good (rotated away or deleted, and drained), so no fragment is
+	// lost; once it returns false, PendingFrom reports nothing held.
+	Flush(r *event.Record) bool
 }
 
 // NewParser chooses and creates the parser for a file from its first line (e.g. '{' → docker

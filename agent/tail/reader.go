@@ -359,20 +359,59 @@ func (r *reader) emit(ctx context.Context, handle handleFunc, line []byte, off, 
 	if g.parser == nil {
 		g.parser = r.t.cfg.NewParser(line, r.t.cfg.MaxLineBytes)
 	}
-	n := len(r.recs)
-	if n == cap(r.recs) {
-		r.growRecs()
-	}
-	r.recs = r.recs[:n+1]
-	rec := &r.recs[n]
+	rec := r.slot()
 	if !g.parser.Parse(line, off, rec) {
-		*rec = event.Record{}
-		r.recs = r.recs[:n]
+		r.unslot()
 		return nil
 	}
 	if trunc {
 		rec.Flags |= event.FlagTruncated
 	}
+	return r.added(ctx, handle, rec)
+}
+
+// flushParser adds to the chunk, in offset order, a record for each fragment group the parser
+// still holds (flagged truncated by the parser: its end never arrived). The file has ended for
+// good, so the parser then holds nothing.
+func (r *reader) flushParser(ctx context.Context, handle handleFunc) error {
+	p := r.g.parser
+	if p == nil {
+		return nil
+	}
+	for {
+		rec := r.slot()
+		if !p.Flush(rec) {
+			r.unslot()
+			return nil
+		}
+		if err := r.added(ctx, handle, rec); err != nil {
+			return err
+		}
+	}
+}
+
+// slot appends a zero record to the chunk for a parser to fill and returns it.
+func (r *reader) slot() *event.Record {
+	n := len(r.recs)
+	if n == cap(r.recs) {
+		r.growRecs()
+	}
+	r.recs = r.recs[:n+1]
+	return &r.recs[n]
+}
+
+// unslot takes back the record slot returned by the last slot, unfilled.
+func (r *reader) unslot() {
+	n := len(r.recs) - 1
+	r.recs[n] = event.Record{}
+	r.recs = r.recs[:n]
+}
+
+// added finishes rec, the record the parser just completed in the chunk's last slot: it copies
+// its message into the arena (making it valid UTF-8), counts it, sets its source, and flushes
+// the chunk when it is full.
+func (r *reader) added(ctx context.Context, handle handleFunc, rec *event.Record) error {
+	g := r.g
 	if utf8.Valid(rec.Message) {
 		rec.Message = r.keep(rec.Message)
 	} else {
@@ -537,7 +576,8 @@ func (r *reader) countChunk() {
 
 // finished decides, at the end of the file, whether a file whose path no longer leads to it is
 // done: it has not grown for DrainGrace. Its last line, if it never got a newline, is then
-// emitted as it is.
+// emitted as it is, and the fragments the parser still holds are emitted as truncated records,
+// so the final position is the file's end.
 func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) {
 	if !r.gone.Load() {
 		r.goneAt = time.Time{}
@@ -558,7 +598,10 @@ func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) 
 	if now.Sub(last) < r.t.cfg.DrainGrace {
 		return false, nil
 	}
-	if r.g != nil && (r.end > r.start || r.discarding) {
+	if r.g == nil {
+		return true, nil
+	}
+	if r.end > r.start || r.discarding {
 		line := r.buf[r.start:r.end]
 		if r.discarding {
 			r.countTruncated(int64(len(line)) + r.dropped - int64(r.t.cfg.MaxLineBytes))
@@ -568,9 +611,14 @@ func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) 
 			return false, err
 		}
 		r.start = r.end
-		if err := r.flush(ctx, handle); err != nil {
-			return false, err
-		}
+	}
+	// Fragments whose end never came (a CRI "P" line, docker pieces) become truncated records;
+	// with nothing pending, the chunk's Ack then covers the whole file.
+	if err := r.flushParser(ctx, handle); err != nil {
+		return false, err
+	}
+	if err := r.flush(ctx, handle); err != nil {
+		return false, err
 	}
 	return true, nil
 }

@@ -152,6 +152,64 @@ func TestFragmentsHoldThePosition(t *testing.T) {
 	waitFor(t, "position at the end", func() bool { return offsetOf(store, fileKey(t, p)) == 14 })
 }
 
+// TestFragmentsFlushedWhenFileEnds: fragments still held when a file is rotated away or deleted
+// reach the output as a truncated record once the file is drained, and the position reaches
+// the file's end.
+func TestFragmentsFlushedWhenFileEnds(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		end     func(t *testing.T, path string)
+		want    []got // Msg, Off and Flags compared
+	}{
+		{
+			name:    "rotated away",
+			content: "a\nP:b\nP:c\n",
+			end:     func(t *testing.T, p string) { must(t, os.Rename(p, p+".1")) },
+			want:    []got{{Msg: "a"}, {Msg: "bc", Off: 2, Flags: event.FlagTruncated}},
+		},
+		{
+			name:    "rotated away with the fragment's last line unterminated",
+			content: "a\nP:b\nP:c",
+			end:     func(t *testing.T, p string) { must(t, os.Rename(p, p+".1")) },
+			want:    []got{{Msg: "a"}, {Msg: "bc", Off: 2, Flags: event.FlagTruncated}},
+		},
+		{
+			name:    "deleted",
+			content: "P:a\nb\nP:c\n",
+			end:     func(t *testing.T, p string) { must(t, os.Remove(p)) },
+			want:    []got{{Msg: "b", Off: 4}, {Msg: "ac", Flags: event.FlagTruncated}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, store, cfg := fixture(t, "x.log", tt.content)
+			k := fileKey(t, p)
+			s := &sink{}
+			start(t, cfg, s)
+			waitRecords(t, s, 1)
+			time.Sleep(2 * cfg.ScanInterval) // the held fragment is not emitted while the file is in place
+			if n := len(s.records()); n != 1 {
+				t.Fatalf("%d records before the file ended", n)
+			}
+			tt.end(t, p)
+			recs := waitRecords(t, s, len(tt.want))
+			for i, w := range tt.want {
+				if r := recs[i]; r.Msg != w.Msg || r.Off != w.Off || r.Flags != w.Flags {
+					t.Errorf("record %d: %q at %d flags %b; want %q at %d flags %b", i, r.Msg, r.Off, r.Flags, w.Msg, w.Off, w.Flags)
+				}
+			}
+			waitFor(t, "position at the file's end", func() bool { return offsetOf(store, k) == int64(len(tt.content)) })
+			waitFor(t, "file closed", func() bool {
+				return metrics.Value(metrics.FilesOpen.WithLabelValues(cfg.Input)) == 0
+			})
+			if n := len(s.records()); n != len(tt.want) {
+				t.Errorf("%d records, want %d", n, len(tt.want))
+			}
+		})
+	}
+}
+
 func TestLongLines(t *testing.T) {
 	long := strings.Repeat("x", 1000)
 	euro := strings.Repeat("y", 99) + "€" // the rune straddles the limit

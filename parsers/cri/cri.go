@@ -82,3 +82,12 @@ func (p *Parser) Parse(line []byte, offset int64, r *event.Record) bool {
 func (p *Parser) PendingFrom() (offset int64, ok bool) {
 	return p.j.PendingFrom()
 }
+
+// Flush emits the "P" fragments held for the stream whose first fragment has the lowest offset
+// as a complete record flagged event.FlagTruncated (its "F" line never arrived), with the Time and
+// Offset of its first fragment, and returns true; it returns false when nothing is held. The
+// reader calls it until it returns false when the file ends for good, so no fragment is lost.
+// r.Message aliases the Parser's buffer and is valid until the next call.
+func (p *Parser) Flush(r *event.Record) bool {
+	return p.j.Flush(r)
+}

@@ -161,6 +161,56 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestFlush: what a file ending for good leaves held comes out as truncated records, earliest
+// first, and the Parser then holds nothing.
+func TestFlush(t *testing.T) {
+	const ts = "2024-01-02T03:04:05.123456789Z"
+	const ts2 = "2024-01-02T03:04:06Z"
+	tests := []struct {
+		name  string
+		input string
+		want  []rec
+	}{
+		{
+			name:  "nothing held",
+			input: ts + " stdout P a\n" + ts + " stdout F b\n",
+		},
+		{
+			name: "two streams pending, in offset order",
+			input: ts + " stderr P err1-\n" + // 0
+				ts2 + " stdout P out1-\n" + // 46
+				ts2 + " stderr P err2\n" + // 82
+				ts + " stdout P out2\n", // 117
+			want: []rec{
+				{Offset: 0, Time: ts, Stream: "stderr", Message: "err1-err2", Flags: []string{"truncated"}},
+				{Offset: 46, Time: ts2, Stream: "stdout", Message: "out1-out2", Flags: []string{"truncated"}},
+			},
+		},
+		{
+			name:  "only the fragments after the last F line",
+			input: ts + " stdout P a\n" + ts + " stdout F b\n" + ts2 + " stdout P c\n",
+			want:  []rec{{Offset: 84, Time: ts2, Stream: "stdout", Message: "c", Flags: []string{"truncated"}}},
+		},
+		{
+			name:  "split UTF-8 sequence at the end dropped",
+			input: ts + " stdout P caf\xc3\n",
+			want:  []rec{{Offset: 0, Time: ts, Stream: "stdout", Message: "caf", Flags: []string{"truncated"}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := New(1 << 10)
+			parsertest.Run(p, []byte(tt.input))
+			if got := parsertest.FlushAll(p); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("flushed:\n got %+v\nwant %+v", got, tt.want)
+			}
+			if off, ok := p.PendingFrom(); ok {
+				t.Errorf("PendingFrom = %d after Flush returned false", off)
+			}
+		})
+	}
+}
+
 func TestGolden(t *testing.T) {
 	parsertest.Golden(t, func() parsertest.Parser { return New(1 << 10) })
 }

@@ -69,6 +69,15 @@ func (p *Parser) PendingFrom() (offset int64, ok bool) {
 	return p.j.PendingFrom()
 }
 
+// Flush emits the pieces held for the stream whose first piece has the lowest offset as a
+// complete record flagged event.FlagTruncated (the piece ending with "\n" never arrived), with
+// the Time and Offset of its first piece, and returns true; it returns false when nothing is
+// held. The reader calls it until it returns false when the file ends for good, so no piece is
+// lost. r.Message aliases the Parser's buffer and is valid until the next call.
+func (p *Parser) Flush(r *event.Record) bool {
+	return p.j.Flush(r)
+}
+
 type decoded struct {
 	log    []byte
 	stream join.Stream

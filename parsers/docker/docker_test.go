@@ -214,6 +214,61 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestFlush: pieces a file ending for good leaves held come out as truncated records, earliest
+// first, and the Parser then holds nothing.
+func TestFlush(t *testing.T) {
+	tests := []struct {
+		name  string
+		lines []string
+		// want's Offset fields are indexes into lines, turned into byte offsets by the test.
+		want []rec
+	}{
+		{
+			name:  "nothing held",
+			lines: []string{line("a", "stdout"), line("b\n", "stdout")},
+		},
+		{
+			name: "two streams pending, in offset order",
+			lines: []string{
+				line("err1-", "stderr"), line("out1-", "stdout"), line("err2", "stderr"), line("out2", "stdout"),
+			},
+			want: []rec{
+				{Offset: 0, Time: ts, Stream: "stderr", Message: "err1-err2", Flags: []string{"truncated"}},
+				{Offset: 1, Time: ts, Stream: "stdout", Message: "out1-out2", Flags: []string{"truncated"}},
+			},
+		},
+		{
+			name: "piece flags kept",
+			lines: []string{
+				line("a", "stdout"), line("b\n", "stdout"), `{"log":"c\ud800","stream":"stdout","time":"` + ts + `"}`,
+			},
+			want: []rec{{Offset: 2, Time: ts, Stream: "stdout", Message: "c\uFFFD", Flags: []string{"truncated", "invalid_utf8"}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var input strings.Builder
+			var offsets []int64
+			for _, l := range tt.lines {
+				offsets = append(offsets, int64(input.Len()))
+				input.WriteString(l + "\n")
+			}
+			want := append([]rec(nil), tt.want...)
+			for i := range want {
+				want[i].Offset = offsets[want[i].Offset]
+			}
+			p := New(1 << 10)
+			parsertest.Run(p, []byte(input.String()))
+			if got := parsertest.FlushAll(p); !reflect.DeepEqual(got, want) {
+				t.Errorf("flushed:\n got %+v\nwant %+v", got, want)
+			}
+			if off, ok := p.PendingFrom(); ok {
+				t.Errorf("PendingFrom = %d after Flush returned false", off)
+			}
+		})
+	}
+}
+
 // TestUnescapeMatchesEncodingJSON checks readString against encoding/json on valid strings.
 func TestUnescapeMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{

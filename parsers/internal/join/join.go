@@ -85,6 +85,13 @@ func (j *Joiner) Add(s Stream, piece []byte, last bool, offset int64, t time.Tim
 	if !last {
 		return false
 	}
+	j.complete(s, r)
+	return true
+}
+
+// complete fills r with the record of stream s's held pieces and forgets them.
+func (j *Joiner) complete(s Stream, r *event.Record) {
+	p := &j.pending[s&1]
 	msg := p.buf
 	if p.flags&event.FlagTruncated != 0 {
 		msg = trimIncomplete(msg)
@@ -94,21 +101,43 @@ func (j *Joiner) Add(s Stream, piece []byte, last bool, offset int64, t time.Tim
 	if cap(p.buf) > keepCap {
 		p.buf = nil // r.Message still holds the array until the caller is done with it
 	}
-	return true
+}
+
+// earliest returns the stream whose held pieces start first in the file, if any is held.
+func (j *Joiner) earliest() (Stream, bool) {
+	a, b := &j.pending[Stdout], &j.pending[Stderr]
+	switch {
+	case a.active && (!b.active || a.offset <= b.offset):
+		return Stdout, true
+	case b.active:
+		return Stderr, true
+	}
+	return Stdout, false
 }
 
 // PendingFrom reports the offset of the earliest piece still held, if any.
 func (j *Joiner) PendingFrom() (offset int64, ok bool) {
-	a, b := &j.pending[0], &j.pending[1]
-	switch {
-	case a.active && b.active:
-		return min(a.offset, b.offset), true
-	case a.active:
-		return a.offset, true
-	case b.active:
-		return b.offset, true
+	s, ok := j.earliest()
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	return j.pending[s].offset, true
+}
+
+// Flush fills r with the held pieces of the stream whose first piece has the lowest offset, as
+// a complete record whose end never arrived: Time and Offset of its first piece, the pieces
+// joined as Message (a UTF-8 sequence left incomplete at its end is dropped), Flags the union of
+// its pieces' flags plus event.FlagTruncated. It returns true, or false when nothing is held
+// (r is then left alone). r.Message aliases the Joiner's buffer and is valid until the next
+// call. Called until it returns false, it empties the Joiner in offset order.
+func (j *Joiner) Flush(r *event.Record) bool {
+	s, ok := j.earliest()
+	if !ok {
+		return false
+	}
+	j.pending[s].flags |= event.FlagTruncated
+	j.complete(s, r)
+	return true
 }
 
 // Malformed fills r with the record for a line that did not parse: the raw line (capped at

@@ -78,3 +78,108 @@ func TestJoiner(t *testing.T) {
 		t.Fatalf("New(0) caps at %d", d.max)
 	}
 }
+
+func TestJoinerFlush(t *testing.T) {
+	t0 := time.Unix(100, 0).UTC()
+	t1 := time.Unix(200, 0).UTC()
+	type piece struct {
+		s     Stream
+		text  string
+		last  bool
+		off   int64
+		t     time.Time
+		flags event.Flags
+	}
+	type want struct {
+		msg    string
+		off    int64
+		t      time.Time
+		stream string
+		flags  event.Flags
+	}
+	tests := []struct {
+		name   string
+		max    int
+		pieces []piece
+		want   []want
+	}{
+		{
+			name: "nothing held",
+			pieces: []piece{
+				{Stdout, "done", true, 0, t0, 0},
+			},
+		},
+		{
+			name: "two streams in offset order, stderr first",
+			pieces: []piece{
+				{Stderr, "e1-", false, 5, t0, 0},
+				{Stdout, "o1-", false, 10, t1, 0},
+				{Stderr, "e2", false, 20, t1, event.FlagInvalidUTF8},
+				{Stdout, "o2", false, 30, t0, 0},
+			},
+			want: []want{
+				{"e1-e2", 5, t0, event.StreamStderr, event.FlagInvalidUTF8 | event.FlagTruncated},
+				{"o1-o2", 10, t1, event.StreamStdout, event.FlagTruncated},
+			},
+		},
+		{
+			name: "a completed record is not flushed again",
+			pieces: []piece{
+				{Stdout, "a", false, 0, t0, 0},
+				{Stdout, "b", true, 10, t0, 0},
+				{Stdout, "c", false, 20, t1, 0},
+			},
+			want: []want{{"c", 20, t1, event.StreamStdout, event.FlagTruncated}},
+		},
+		{
+			name: "incomplete UTF-8 sequence at the end dropped",
+			pieces: []piece{
+				{Stdout, "caf\xc3", false, 0, t0, 0},
+			},
+			want: []want{{"caf", 0, t0, event.StreamStdout, event.FlagTruncated}},
+		},
+		{
+			name: "cut at the cap",
+			max:  4,
+			pieces: []piece{
+				{Stderr, "abc", false, 7, t0, 0},
+				{Stderr, "def", false, 9, t0, 0},
+			},
+			want: []want{{"abcd", 7, t0, event.StreamStderr, event.FlagTruncated}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := New(tt.max)
+			var r event.Record
+			for _, p := range tt.pieces {
+				j.Add(p.s, []byte(p.text), p.last, p.off, p.t, p.flags, &r)
+			}
+			for i, w := range tt.want {
+				if off, ok := j.PendingFrom(); !ok || off != w.off {
+					t.Fatalf("record %d: PendingFrom = %d, %v; want %d", i, off, ok, w.off)
+				}
+				if !j.Flush(&r) {
+					t.Fatalf("record %d: Flush returned false", i)
+				}
+				if string(r.Message) != w.msg || r.Offset != w.off || !r.Time.Equal(w.t) || r.Stream != w.stream || r.Flags != w.flags {
+					t.Fatalf("record %d: %+v; want %+v", i, r, w)
+				}
+			}
+			r = event.Record{Tag: "keep"}
+			if j.Flush(&r) || r.Tag != "keep" || r.Message != nil {
+				t.Fatalf("Flush with nothing held: record %+v", r)
+			}
+			if off, ok := j.PendingFrom(); ok {
+				t.Fatalf("PendingFrom = %d after Flush emptied the Joiner", off)
+			}
+			// The Joiner joins anew after a Flush.
+			if j.Add(Stdout, []byte("x"), false, 100, t0, 0, &r) || !j.Add(Stdout, []byte("y"), true, 110, t1, 0, &r) {
+				t.Fatal("pieces after a Flush not joined")
+			}
+			if string(r.Message) != "xy" || r.Offset != 100 || r.Flags != 0 {
+				t.Fatalf("record after a Flush %+v", r)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 type Parser interface {
 	Parse(line []byte, offset int64, r *event.Record) bool
 	PendingFrom() (int64, bool)
+	Flush(r *event.Record) bool
 }
 
 // Rec is the readable rendering of a record used by table tests and golden files.
@@ -80,6 +81,16 @@ func Run(p Parser, input []byte) Result {
 	return res
 }
 
+// FlushAll calls p.Flush until it returns false and returns the records it emitted.
+func FlushAll(p Parser) []Rec {
+	var out []Rec
+	var r event.Record
+	for p.Flush(&r) {
+		out = append(out, Render(&r))
+	}
+	return out
+}
+
 // Golden runs every testdata/*.log through a new parser and compares the result with
 // testdata/<name>.golden.json; with -update it rewrites the golden files instead.
 func Golden(t *testing.T, newParser func() Parser) {
@@ -132,7 +143,11 @@ func Golden(t *testing.T, newParser func() Parser) {
 //   - len(Message) <= maxBytes, and only records flagged truncated were cut (by at most 3 bytes
 //     below the cap, to keep UTF-8 sequences whole);
 //   - a parse-error record is its own line: Offset is the line's, Message the raw line (up to
-//     the cap), Stream empty and Time zero.
+//     the cap), Stream empty and Time zero;
+//   - after the last line, Flush emits the held fragment groups at the offset PendingFrom
+//     reported before each call (so in increasing offset order), flagged truncated and not
+//     parse errors, with a stream and at most maxBytes; once it returns false, PendingFrom
+//     reports nothing held and Flush keeps returning false.
 func Check(t *testing.T, p Parser, data []byte, maxBytes int) {
 	t.Helper()
 	var r event.Record
@@ -188,6 +203,39 @@ func Check(t *testing.T, p Parser, data []byte, maxBytes int) {
 		lastPending, hadPending = pend, ok
 		off += int64(i) + 1
 		data = data[min(i+1, len(data)):]
+	}
+	checkFlush(t, p, maxBytes)
+}
+
+// checkFlush empties p with Flush and checks the records it emits (see Check).
+func checkFlush(t *testing.T, p Parser, maxBytes int) {
+	t.Helper()
+	var r event.Record
+	prev := int64(-1)
+	for {
+		pend, held := p.PendingFrom()
+		if !p.Flush(&r) {
+			if held {
+				t.Fatalf("Flush returned false while PendingFrom reports %d", pend)
+			}
+			break
+		}
+		if !held || r.Offset != pend || r.Offset <= prev {
+			t.Fatalf("flushed record at %d; PendingFrom was %d (held %v), previous flushed at %d", r.Offset, pend, held, prev)
+		}
+		if r.Flags&event.FlagTruncated == 0 || r.Flags&event.FlagParseError != 0 {
+			t.Fatalf("flushed record %+v: want truncated, not a parse error", Render(&r))
+		}
+		if len(r.Message) > maxBytes || r.Stream != event.StreamStdout && r.Stream != event.StreamStderr {
+			t.Fatalf("flushed record %+v, cap %d", Render(&r), maxBytes)
+		}
+		prev = r.Offset
+	}
+	if pend, ok := p.PendingFrom(); ok {
+		t.Fatalf("PendingFrom %d after Flush returned false", pend)
+	}
+	if p.Flush(&r) {
+		t.Fatal("Flush returned true after returning false")
 	}
 }
 
