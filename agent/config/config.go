@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ type Config struct {
 	Inputs  []Input  `yaml:"inputs"`
 	Outputs []Output `yaml:"outputs"`
 	HTTP    HTTP     `yaml:"http"`
+	// Kubernetes configures metadata enrichment from the Kubernetes API.
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 	// ShutdownTimeout bounds how long outputs may take to drain at shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// PositionsInterval is how often changed positions are written.
@@ -80,6 +83,41 @@ type Output struct {
 type HTTP struct {
 	// Listen is the address for /metrics, /healthz and /readyz; empty disables the server.
 	Listen string `yaml:"listen"`
+}
+
+// Kubernetes configures enrichment of container log records with pod and namespace metadata
+// from the Kubernetes API (kubernetes.* fields, and the skiff.io/exclude and skiff.io/parser
+// annotations).
+type Kubernetes struct {
+	// Enabled turns enrichment on. Off by default, so that skiff runs without an apiserver.
+	Enabled bool `yaml:"enabled"`
+	// Kubeconfig is the path of a kubeconfig file; empty means the in-cluster configuration
+	// (the pod's ServiceAccount token and the KUBERNETES_SERVICE_* environment).
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NodeName is the node skiff runs on (from the downward API: ${NODE_NAME}); only pods bound
+	// to it are watched. Required when Enabled.
+	NodeName string `yaml:"node_name"`
+	// PodAnnotations lists the annotation keys copied to records (kubernetes.annotations.*);
+	// no others are, since annotations can be large and hold anything.
+	PodAnnotations []string `yaml:"pod_annotations"`
+	// NamespaceLabels copies the namespace's labels to records (kubernetes.namespace_labels.*).
+	// Default true.
+	NamespaceLabels *bool `yaml:"namespace_labels"`
+	// Dedot replaces '.' by '_' in label and annotation keys, so that app and
+	// app.kubernetes.io/name can both be mapped in Elasticsearch. Default true.
+	Dedot *bool `yaml:"dedot"`
+	// DeletedPodGrace is how long a deleted pod's metadata is kept, so that the last lines of
+	// its files, read after the deletion, are still enriched.
+	DeletedPodGrace Duration `yaml:"deleted_pod_grace"`
+	// JSONKey is the record field under which skiff.io/parser: json puts the fields parsed from
+	// a message; one key, so that documents of different applications cannot conflict in
+	// the index mapping.
+	JSONKey string `yaml:"json_key"`
+	// SyncTimeout bounds how long the agent waits at start for the first complete copy of the
+	// pods and namespaces before it starts tailing, so that the first records are enriched
+	// (and excluded pods excluded). When the API does not answer in time, tailing starts
+	// anyway and records are enriched once the cache knows their pods.
+	SyncTimeout Duration `yaml:"sync_timeout"`
 }
 
 // Error is a configuration problem at one key.
@@ -175,6 +213,9 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPositionsInterval = time.Second
 	DefaultScanInterval      = time.Second
+	DefaultDeletedPodGrace   = 5 * time.Minute
+	DefaultJSONKey           = "json"
+	DefaultKubeSyncTimeout   = 10 * time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -190,6 +231,7 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	c.Kubernetes.applyDefaults()
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
 		if in.Type == "" {
@@ -253,6 +295,7 @@ func (c *Config) Validate() error {
 	if len(c.Outputs) == 0 {
 		add("outputs", "at least one output is needed")
 	}
+	errs = append(errs, c.Kubernetes.validate("kubernetes")...)
 	names := map[string]string{}
 	unique := func(key, name string) {
 		if name == "" {
@@ -374,6 +417,59 @@ func (o *Output) onlyFor(key, typ string) []error {
 	check("workers", o.Workers != 0, "elasticsearch")
 	check("compression", o.Compression, "elasticsearch")
 	check("path", o.Path != "", "file")
+	return errs
+}
+
+func (k *Kubernetes) applyDefaults() {
+	yes := true
+	if k.NamespaceLabels == nil {
+		k.NamespaceLabels = &yes
+	}
+	if k.Dedot == nil {
+		k.Dedot = &yes
+	}
+	if k.DeletedPodGrace == 0 {
+		k.DeletedPodGrace = Duration(DefaultDeletedPodGrace)
+	}
+	if k.JSONKey == "" {
+		k.JSONKey = DefaultJSONKey
+	}
+	if k.SyncTimeout == 0 {
+		k.SyncTimeout = Duration(DefaultKubeSyncTimeout)
+	}
+}
+
+// documentKeys are the top-level keys every document has; a json_key equal to one of them would
+// be renamed in each document (fields_<key>), which is surely not what was meant.
+var documentKeys = []string{"@timestamp", "@timestamp_nanos", "message", "stream", "tag", "log", "kubernetes", "container", "skiff"}
+
+func (k *Kubernetes) validate(key string) []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, errAt(key+"."+field, format, args...))
+	}
+	if k.Enabled && k.NodeName == "" {
+		add("node_name", "must not be empty when kubernetes.enabled is true (in the DaemonSet, set it from the downward API: ${NODE_NAME})")
+	}
+	if k.DeletedPodGrace < 0 {
+		add("deleted_pod_grace", "must not be negative")
+	}
+	if k.SyncTimeout < 0 {
+		add("sync_timeout", "must not be negative")
+	}
+	if slices.Contains(documentKeys, k.JSONKey) {
+		add("json_key", "%q is a field skiff writes itself; choose another key", k.JSONKey)
+	}
+	seen := map[string]bool{}
+	for i, a := range k.PodAnnotations {
+		switch {
+		case a == "":
+			add(fmt.Sprintf("pod_annotations[%d]", i), "must not be empty")
+		case seen[a]:
+			add(fmt.Sprintf("pod_annotations[%d]", i), "%q is listed twice", a)
+		}
+		seen[a] = true
+	}
 	return errs
 }
 

@@ -152,3 +152,71 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestKubernetesDefaults(t *testing.T) {
+	c, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Kubernetes
+	if k.Enabled || k.Kubeconfig != "" || k.NodeName != "" || len(k.PodAnnotations) != 0 {
+		t.Errorf("kubernetes is configured without a kubernetes section: %+v", k)
+	}
+	if !*k.NamespaceLabels || !*k.Dedot || k.DeletedPodGrace.D() != 5*time.Minute || k.JSONKey != "json" || k.SyncTimeout.D() != 10*time.Second {
+		t.Errorf("kubernetes defaults: %+v", k)
+	}
+}
+
+func TestKubernetesSection(t *testing.T) {
+	t.Setenv("SKIFF_TEST_NODE", "node-a")
+	c, err := Parse([]byte(base + `
+kubernetes:
+  enabled: true
+  kubeconfig: /etc/kube/config
+  node_name: ${SKIFF_TEST_NODE}
+  pod_annotations: [team, example.com/owner]
+  namespace_labels: false
+  dedot: false
+  deleted_pod_grace: 90s
+  json_key: app
+  sync_timeout: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Kubernetes
+	if !k.Enabled || k.Kubeconfig != "/etc/kube/config" || k.NodeName != "node-a" ||
+		strings.Join(k.PodAnnotations, ",") != "team,example.com/owner" || *k.NamespaceLabels || *k.Dedot ||
+		k.DeletedPodGrace.D() != 90*time.Second || k.JSONKey != "app" || k.SyncTimeout.D() != 2*time.Second {
+		t.Errorf("kubernetes: %+v", k)
+	}
+}
+
+func TestKubernetesErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, section, want string
+	}{
+		{"no node name", "enabled: true", "kubernetes.node_name: must not be empty when kubernetes.enabled"},
+		{"empty node name", "enabled: true\n  node_name: \"\"", "kubernetes.node_name: must not be empty"},
+		{"negative grace", "deleted_pod_grace: -1s", "kubernetes.deleted_pod_grace: must not be negative"},
+		{"bad grace", "deleted_pod_grace: 5", "kubernetes.deleted_pod_grace: want a duration"},
+		{"negative sync timeout", "sync_timeout: -3s", "kubernetes.sync_timeout: must not be negative"},
+		{"json key collides", "json_key: message", `kubernetes.json_key: "message" is a field skiff writes itself`},
+		{"empty annotation", "pod_annotations: [a, \"\"]", "kubernetes.pod_annotations[1]: must not be empty"},
+		{"annotation twice", "pod_annotations: [a, b, a]", `kubernetes.pod_annotations[2]: "a" is listed twice`},
+		{"unknown key", "node: x", "kubernetes.node: unknown key"},
+		{"bool expected", "dedot: maybe", "kubernetes.dedot"},
+		{"list expected", "pod_annotations: team", "kubernetes.pod_annotations: want a list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(base + "kubernetes:\n  " + tt.section + "\n"))
+			if err == nil {
+				t.Fatalf("no error; want one containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
