@@ -26,16 +26,6 @@ import (
 	"github.com/skiff-logs/skiff/internal/estest"
 )
 
-// output is a copy of agent.Output (this package must not import agent): the compile-time check
-// that *Output satisfies the contract.
-type output interface {
-	Run(ctx context.Context) error
-	Send(ctx context.Context, b *event.Batch) error
-	Close(ctx context.Context) error
-}
-
-var _ output = (*Output)(nil)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
 	estest.Stop()

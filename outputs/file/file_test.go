@@ -24,16 +24,6 @@ import (
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
 )
 
-// output is agent.Output's method set. Package agent is not imported here: it pulls in the whole
-// pipeline; cmd/skiff assigns *Output to agent.Output, which checks the real thing.
-type output interface {
-	Run(ctx context.Context) error
-	Send(ctx context.Context, b *event.Batch) error
-	Close(ctx context.Context) error
-}
-
-var _ output = (*Output)(nil)
-
 // metricValue reads a counter or gauge.
 func metricValue(c prometheus.Metric) float64 {
 	var m dto.Metric
