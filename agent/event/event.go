@@ -61,6 +61,9 @@ type Record struct {
 	// Tag routes the record; it starts as Source.Tag and rewrite rules may change it.
 	Tag    string
 	Source *Source
+	// Kube, when set, is the container's metadata from the Kubernetes API; it supersedes the
+	// Kubernetes facts of Source. Shared by many records: read-only.
+	Kube *Kube
 	// Offset is the byte offset of the record's first line in its file (log.offset).
 	Offset int64
 	// ID, when set, is the document id to use instead of the one derived from Source and

@@ -6,7 +6,9 @@
 //	{"@timestamp":"2024-01-02T03:04:05.123Z","@timestamp_nanos":"2024-01-02T03:04:05.123456789Z",
 //	 "message":"...","stream":"stdout","tag":"kube.ns.pod.c",
 //	 "log":{"file":{"path":"/var/log/containers/x.log"},"offset":123},
-//	 "kubernetes":{"namespace":"ns","pod":{"name":"p","uid":"u"},"container":{"name":"c"}},
+//	 "kubernetes":{"namespace":"ns","namespace_labels":{...},"pod":{"name":"p","uid":"u","ip":"10.0.0.1"},
+//	   "labels":{...},"annotations":{...},"container":{"name":"c","image":"nginx:1","init":true},
+//	   "node":{"name":"n"}},
 //	 "container":{"id":"abc"},"skiff":{"parse_error":true,"truncated":true,"invalid_utf8":true},
 //	 ...Fields}
 //
@@ -30,8 +32,11 @@ import (
 //     RFC 3339 formatting.
 //   - message, stream and tag are always present (stream may be "").
 //   - log (log.file.path and log.offset) is written only for records read from a file, that is
-//     when r.Source is set and has a Path; kubernetes.* and container.id are written from
-//     r.Source when non-empty; skiff.* holds only the flags that are set.
+//     when r.Source is set and has a Path. kubernetes.* and container.id are written from r.Kube
+//     when it is set (label and annotation maps in sorted key order, kubernetes.container.init
+//     only for init containers), else from what r.Source tells (namespace, pod name and uid,
+//     container name and id); empty values are left out. skiff.* holds only the flags that are
+//     set.
 //   - A top-level Fields key equal to one of the fixed top-level keys (@timestamp,
 //     @timestamp_nanos, message, stream, tag, log, kubernetes, container, skiff) is written as
 //     "fields_<key>" (with more "fields_" prefixes if that key exists too), so a document never
@@ -44,8 +49,10 @@ import (
 //     is encoded with json-iterator (or, should that fail, as its fmt %v text). NaN and ±Inf
 //     are written as null, since JSON has no such numbers.
 //
-// Append does not allocate for records whose Fields are nil once dst has room for the document.
-// It only reads r and may be called concurrently for the same record.
+// Append does not allocate for records whose Fields are nil once dst has room for the document,
+// except once per Kube value, whose encoding is made on first use and kept in it
+// (Kube.SetEncoded). It only reads r (and fills that cache) and may be called concurrently for
+// the same record.
 func Append(dst []byte, r *event.Record) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = appendTime(dst, r.Time, 3)
@@ -57,8 +64,13 @@ func Append(dst []byte, r *event.Record) []byte {
 	dst = appendString(dst, r.Stream)
 	dst = append(dst, `,"tag":`...)
 	dst = appendString(dst, r.Tag)
-	if s := r.Source; s != nil {
-		dst = appendSource(dst, s, r.Offset)
+	if s := r.Source; s != nil && s.Path != "" {
+		dst = appendLog(dst, s.Path, r.Offset)
+	}
+	if k := r.Kube; k != nil {
+		dst = appendKube(dst, k)
+	} else if s := r.Source; s != nil {
+		dst = appendSource(dst, s)
 	}
 	if r.Flags != 0 {
 		dst = appendFlags(dst, r.Flags)
@@ -75,14 +87,16 @@ func bytesToString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-func appendSource(dst []byte, s *event.Source, offset int64) []byte {
-	if s.Path != "" {
-		dst = append(dst, `,"log":{"file":{"path":`...)
-		dst = appendString(dst, s.Path)
-		dst = append(dst, `},"offset":`...)
-		dst = appendInt(dst, offset)
-		dst = append(dst, '}')
-	}
+func appendLog(dst []byte, path string, offset int64) []byte {
+	dst = append(dst, `,"log":{"file":{"path":`...)
+	dst = appendString(dst, path)
+	dst = append(dst, `},"offset":`...)
+	dst = appendInt(dst, offset)
+	return append(dst, '}')
+}
+
+// appendSource writes the Kubernetes facts a file's path tells, for records without r.Kube.
+func appendSource(dst []byte, s *event.Source) []byte {
 	if s.Namespace != "" || s.PodName != "" || s.PodUID != "" || s.Container != "" {
 		dst = append(dst, `,"kubernetes":{`...)
 		sep := false

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -30,6 +31,24 @@ var testSource = &event.Source{
 	PodUID:      "0f0e0d0c-1111-2222-3333-444455556666",
 	Container:   "nginx",
 	ContainerID: "abc123",
+}
+
+// testKube is a full Kube: every field set, as the enricher builds it for an init container.
+func testKube() *event.Kube {
+	return &event.Kube{
+		Namespace:       "shop",
+		NamespaceLabels: map[string]string{"team": "checkout", "kubernetes_io/metadata_name": "shop"},
+		PodName:         "web-7d4",
+		PodUID:          "0f0e0d0c-1111-2222-3333-444455556666",
+		PodIP:           "10.244.1.17",
+		Labels:          map[string]string{"app": "web", "app_kubernetes_io/name": "web", "pod-template-hash": "7d4"},
+		Annotations:     map[string]string{"example_com/owner": "ops \"night\" shift"},
+		ContainerName:   "migrate",
+		ContainerImage:  "registry.example.com/shop/migrate:1.2.3",
+		ContainerID:     "3f4e5d6c7b8a",
+		NodeName:        "node-1",
+		Init:            true,
+	}
 }
 
 var testTime = time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -58,6 +77,18 @@ func goldenCases() []struct {
 			Time: testTime, Message: []byte("x"), Tag: "audit",
 			Source: &event.Source{Namespace: "ns", Container: "c"}, Offset: 99,
 		}},
+		{"kube full", event.Record{
+			Time: testTime, Stream: "stdout", Message: []byte("migrating"), Tag: testSource.Tag,
+			Source: testSource, Offset: 5, Kube: testKube(),
+		}},
+		{"kube overrides source", event.Record{
+			Time: testTime, Message: []byte("x"), Tag: "t", Source: testSource,
+			Kube: &event.Kube{Namespace: "shop", PodName: "web-7d4", ContainerName: "nginx"},
+		}},
+		{"kube without source", event.Record{
+			Time: testTime, Message: []byte("x"), Kube: &event.Kube{PodUID: "u", ContainerID: "cid", NodeName: "n"},
+		}},
+		{"kube empty", event.Record{Time: testTime, Message: []byte("x"), Source: testSource, Kube: &event.Kube{}}},
 		{"container only", event.Record{Time: testTime, Message: []byte("x"), Source: &event.Source{ContainerID: "cid"}}},
 		{"all flags", event.Record{
 			Time: testTime, Message: []byte("raw"), Tag: "t",
@@ -312,6 +343,61 @@ func TestAppendNoAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("Append allocates %v times per record without Fields, want 0", allocs)
 	}
+	r.Kube = testKube()
+	allocs = testing.AllocsPerRun(1000, func() {
+		buf = Append(buf[:0], r)
+	})
+	if allocs != 0 {
+		t.Errorf("Append allocates %v times per record with a Kube, want 0", allocs)
+	}
+}
+
+func TestAppendKubeEncodedOnce(t *testing.T) {
+	k := testKube()
+	r := event.Record{Time: testTime, Message: []byte("m"), Source: testSource, Kube: k}
+	first := Append(nil, &r)
+	if k.Encoded() == nil {
+		t.Fatal("the Kube's encoding was not kept")
+	}
+	// A kept encoding is what later documents carry, whatever the fields say now.
+	k.SetEncoded([]byte(`,"kubernetes":{"namespace":"cached"}`))
+	if doc := Append(nil, &r); !bytes.Contains(doc, []byte(`"namespace":"cached"`)) {
+		t.Fatalf("encoding not reused: %s", doc)
+	}
+	var m struct {
+		Kubernetes struct {
+			Labels    map[string]string
+			Container struct {
+				Name string
+				Init bool
+			}
+		}
+		Container struct{ ID string }
+	}
+	if err := json.Unmarshal(first, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Kubernetes.Labels["app_kubernetes_io/name"] != "web" || m.Kubernetes.Container.Name != "migrate" ||
+		!m.Kubernetes.Container.Init || m.Container.ID != "3f4e5d6c7b8a" {
+		t.Fatalf("decoded %+v from %s", m, first)
+	}
+}
+
+func TestAppendKubeConcurrent(t *testing.T) {
+	k := testKube()
+	want := string(Append(nil, &event.Record{Time: testTime, Kube: testKube()}))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				if got := string(Append(nil, &event.Record{Time: testTime, Kube: k})); got != want {
+					t.Errorf("got %s, want %s", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func FuzzAppend(f *testing.F) {
@@ -345,6 +431,14 @@ func FuzzAppend(f *testing.F) {
 				t.Fatalf("field %q = %q decoded as %q", key, val, m[key])
 			}
 		}
+		r.Kube = &event.Kube{Namespace: val, Labels: map[string]string{key: val}, ContainerID: key, Init: len(val) > 2}
+		doc = Append(nil, &r)
+		if !json.Valid(doc) {
+			t.Fatalf("invalid JSON for a Kube of %q/%q: %s", key, val, doc)
+		}
+		if dup := duplicateKey(doc); dup != "" {
+			t.Fatalf("duplicate key %q: %s", dup, doc)
+		}
 	})
 }
 
@@ -354,6 +448,20 @@ func benchRecord() *event.Record {
 	return &event.Record{
 		Time: testTime, Stream: "stdout", Message: []byte(msg), Tag: testSource.Tag,
 		Source: testSource, Offset: 1 << 20,
+	}
+}
+
+// BenchmarkAppendKube is BenchmarkAppend for a record with a full Kube, as every container
+// record has once the enricher knows its pod.
+func BenchmarkAppendKube(b *testing.B) {
+	r := benchRecord()
+	r.Kube = testKube()
+	buf := make([]byte, 0, 4096)
+	buf = Append(buf, r) // the Kube's encoding is made once, on first use
+	b.ReportAllocs()
+	b.SetBytes(int64(len(r.Message)))
+	for b.Loop() {
+		buf = Append(buf[:0], r)
 	}
 }
 

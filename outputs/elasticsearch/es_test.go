@@ -206,7 +206,12 @@ func TestESIndexTemplate(t *testing.T) {
 	s := newSink(t, "tpl")
 	o := start(t, cfg)
 	send(t, o, s.batch(0, 3, func(i int) map[string]any {
-		return map[string]any{"kubernetes.labels": map[string]string{"app": "web"}}
+		return map[string]any{
+			"kubernetes.labels": map[string]string{"app": "web", "released": "2024-01-02"},
+			// Values date detection would take for dates: mapped as keywords all the same.
+			"kubernetes.annotations":      map[string]string{"kubectl_kubernetes_io/restartedAt": "2024-01-02T03:04:05Z"},
+			"kubernetes.namespace_labels": map[string]string{"created": "2024/01/02"},
+		}
 	}))
 	if err := closeOutput(t, o, 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -255,18 +260,21 @@ func TestESIndexTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		"@timestamp":                "date",
-		"@timestamp_nanos":          "date_nanos",
-		"message":                   "text",
-		"stream":                    "keyword",
-		"tag":                       "keyword",
-		"log.file.path":             "keyword",
-		"log.offset":                "long",
-		"container.id":              "keyword",
-		"kubernetes.namespace":      "keyword",
-		"kubernetes.pod.name":       "keyword",
-		"kubernetes.container.name": "keyword",
-		"kubernetes.labels.app":     "keyword",
+		"@timestamp":                 "date",
+		"@timestamp_nanos":           "date_nanos",
+		"message":                    "text",
+		"stream":                     "keyword",
+		"tag":                        "keyword",
+		"log.file.path":              "keyword",
+		"log.offset":                 "long",
+		"container.id":               "keyword",
+		"kubernetes.namespace":       "keyword",
+		"kubernetes.pod.name":        "keyword",
+		"kubernetes.container.name":  "keyword",
+		"kubernetes.labels.app":      "keyword",
+		"kubernetes.labels.released": "keyword",
+		"kubernetes.annotations.kubectl_kubernetes_io/restartedAt": "keyword",
+		"kubernetes.namespace_labels.created":                      "keyword",
 	} {
 		if got := mappingType(props, path); got != want {
 			t.Errorf("%s is mapped as %q, want %q", path, got, want)

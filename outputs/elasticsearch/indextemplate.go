@@ -61,6 +61,13 @@ func (o *Output) templateBody() []byte {
 		"template": map[string]any{
 			"mappings": map[string]any{
 				"dynamic_templates": []any{
+					// Labels and annotations are keywords whatever their values look like:
+					// "*" also matches strings that date detection took for dates (an
+					// annotation like restartedAt), which would otherwise be mapped as date and
+					// make the next non-date value of that key a mapping error.
+					kubernetesMap("kubernetes_labels", "kubernetes.labels.*", keyword),
+					kubernetesMap("kubernetes_namespace_labels", "kubernetes.namespace_labels.*", keyword),
+					kubernetesMap("kubernetes_annotations", "kubernetes.annotations.*", keyword),
 					map[string]any{"kubernetes_strings": map[string]any{
 						"path_match":         "kubernetes.*",
 						"match_mapping_type": "string",
@@ -91,6 +98,11 @@ func (o *Output) templateBody() []byte {
 		panic(err) // static shape: cannot fail
 	}
 	return b
+}
+
+// kubernetesMap is a dynamic template mapping every value under path as mapping.
+func kubernetesMap(name, path string, mapping map[string]any) map[string]any {
+	return map[string]any{name: map[string]any{"path_match": path, "match_mapping_type": "*", "mapping": mapping}}
 }
 
 // templateMaxBackoff caps the delay between index template attempts.
