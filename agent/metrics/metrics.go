@@ -87,3 +87,26 @@ func Value(c prometheus.Metric) float64 {
 	}
 	return 0
 }
+
+// Audit webhook input (agent/webhook).
+var (
+	// WebhookRequests counts webhook requests by input and HTTP status code.
+	WebhookRequests = counter("skiff_webhook_requests_total", "Audit webhook requests, by input and HTTP status code.", "input", "code")
+	// WebhookEvents counts audit events written to the spool and fsynced (answered 200), by input.
+	WebhookEvents = counter("skiff_webhook_events_total", "Audit events accepted: written to the spool and fsynced before the 200, by input.", "input")
+	// WebhookRequestSeconds observes the latency of accepted webhook requests, from the request's
+	// arrival to the 200 (body read, split, write and fsync), by input.
+	WebhookRequestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "skiff_webhook_request_seconds",
+		Help:    "Latency of accepted audit webhook requests (read, split, write, fsync), by input.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+	}, []string{"input"})
+	// WebhookSpoolBytes is the size of the spool files not yet deleted, by input.
+	WebhookSpoolBytes = gauge("skiff_webhook_spool_bytes", "Bytes in the audit webhook spool (written, not yet deleted after delivery), by input.", "input")
+	// WebhookSpoolFiles is the number of spool files not yet deleted, by input.
+	WebhookSpoolFiles = gauge("skiff_webhook_spool_files", "Files in the audit webhook spool, by input.", "input")
+)
+
+func init() {
+	Registry.MustRegister(WebhookRequests, WebhookEvents, WebhookRequestSeconds, WebhookSpoolBytes, WebhookSpoolFiles)
+}
