@@ -39,7 +39,8 @@ type Config struct {
 // Input is one tail input.
 type Input struct {
 	Name string `yaml:"name"`
-	// Type is "containers" (CRI or docker json-file, detected per file).
+	// Type is "containers" (CRI or docker json-file, detected per file) or "audit_webhook"
+	// (the apiserver's audit webhook, see WebhookInput).
 	Type    string   `yaml:"type"`
 	Paths   []string `yaml:"paths"`
 	Exclude []string `yaml:"exclude"`
@@ -47,6 +48,13 @@ type Input struct {
 	StartAt      string   `yaml:"start_at"`
 	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
 	ScanInterval Duration `yaml:"scan_interval"`
+	// Tag is the records' tag (audit_webhook inputs; default "audit").
+	Tag string `yaml:"tag"`
+	// MaxEventBytes is the largest audit event kept whole; larger ones are truncated by the
+	// audit parser (audit_webhook inputs; 0: the parser's default).
+	MaxEventBytes ByteSize `yaml:"max_event_bytes"`
+	// WebhookInput holds the settings of audit_webhook inputs (webhook.go).
+	WebhookInput `yaml:",inline"`
 }
 
 // Output is one output; which fields apply depends on Type.
@@ -237,6 +245,7 @@ func (c *Config) applyDefaults() {
 		if in.Type == "" {
 			in.Type = "containers"
 		}
+		in.applyWebhookDefaults()
 		if in.StartAt == "" {
 			in.StartAt = "beginning"
 		}
@@ -312,8 +321,13 @@ func (c *Config) Validate() error {
 		key := fmt.Sprintf("inputs[%d]", i)
 		in := &c.Inputs[i]
 		unique(key, in.Name)
+		if in.Type == InputAuditWebhook {
+			errs = append(errs, in.validateWebhook(key)...)
+			continue
+		}
+		errs = append(errs, in.webhookOnly(key)...)
 		if in.Type != "containers" {
-			add(key+".type", "unknown input type %q (known: containers)", in.Type)
+			add(key+".type", "unknown input type %q (known: containers, audit_webhook)", in.Type)
 		}
 		if len(in.Paths) == 0 {
 			add(key+".paths", "at least one glob is needed")

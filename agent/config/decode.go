@@ -29,13 +29,8 @@ func decodeValue(n *yaml.Node, v reflect.Value, path string) error {
 		if n.Kind != yaml.MappingNode {
 			return errAt(path, "want a mapping (line %d)", n.Line)
 		}
-		fields := map[string]int{}
-		for i := 0; i < v.NumField(); i++ {
-			tag := strings.Split(v.Type().Field(i).Tag.Get("yaml"), ",")[0]
-			if tag != "" && tag != "-" {
-				fields[tag] = i
-			}
-		}
+		fields := map[string][]int{}
+		collectFields(v.Type(), nil, fields)
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i].Value, n.Content[i+1]
@@ -48,7 +43,7 @@ func decodeValue(n *yaml.Node, v reflect.Value, path string) error {
 				return errAt(key, "given twice (line %d)", n.Content[i].Line)
 			}
 			seen[k] = true
-			if err := decodeValue(val, v.Field(idx), key); err != nil {
+			if err := decodeValue(val, v.FieldByIndex(idx), key); err != nil {
 				return err
 			}
 		}
@@ -70,6 +65,24 @@ func decodeValue(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	}
 	return wrap(path, n, n.Decode(v.Addr().Interface()))
+}
+
+// collectFields maps the YAML keys of struct type t to their field index paths. The keys of a
+// struct field tagged `yaml:",inline"` are collected as if they were t's own, so a section can
+// keep the settings of one kind (e.g. config.WebhookInput) in a struct of its own.
+func collectFields(t reflect.Type, prefix []int, fields map[string][]int) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		idx := append(append([]int(nil), prefix...), i)
+		if name == "" && opts == "inline" && f.Type.Kind() == reflect.Struct {
+			collectFields(f.Type, idx, fields)
+			continue
+		}
+		if name != "" && name != "-" {
+			fields[name] = idx
+		}
+	}
 }
 
 func wrap(path string, n *yaml.Node, err error) error {
