@@ -52,6 +52,18 @@ var (
 
 	// PositionsWrites counts positions-file writes by result.
 	PositionsWrites = counter("skiff_positions_writes_total", "Positions file writes, by result.", "result")
+
+	// KubeAPIErrors counts failed lists and watches of the Kubernetes API, by resource.
+	KubeAPIErrors = counter("skiff_kube_api_errors_total", "Failed lists and watches of the Kubernetes API (retried with backoff), by resource.", "resource")
+	// KubeLookups counts the metadata lookups of files (once per file and cache change, not per
+	// record), by result: found (the pod is known) or missing (records carry what the path tells).
+	KubeLookups = counter("skiff_kube_lookups_total", "Kubernetes metadata lookups of files (per file and cache change), by result (found, missing).", "result")
+	// KubeCachedPods is the number of pods in the metadata cache, deleted pods in their grace
+	// period included.
+	KubeCachedPods = prometheus.NewGauge(prometheus.GaugeOpts{Name: "skiff_kube_cached_pods", Help: "Pods in the Kubernetes metadata cache, deleted pods in their grace period included."})
+	// KubeJSONSkipped counts messages of pods annotated skiff.io/parser: json that are not a
+	// JSON object and were shipped as they are.
+	KubeJSONSkipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "skiff_kube_json_skipped_records_total", Help: "Messages of pods annotated skiff.io/parser: json that are not a JSON object, shipped unparsed."})
 )
 
 func counter(name, help string, labels ...string) *prometheus.CounterVec {
@@ -70,6 +82,7 @@ func init() {
 		LostBytes, FilesOpen, FileUnackedBytes, RouteDropped,
 		OutputRecords, OutputRetries, OutputRequests, OutputLatency, OutputQueued,
 		PositionsWrites,
+		KubeAPIErrors, KubeLookups, KubeCachedPods, KubeJSONSkipped,
 	)
 }
 

@@ -1,13 +1,18 @@
 package document
 
-import "github.com/skiff-logs/skiff/agent/event"
+import (
+	"bytes"
+
+	"github.com/skiff-logs/skiff/agent/event"
+)
 
 // appendKube writes k's kubernetes and container objects, encoding them only the first time a
 // Kube is written: a Kube is shared by all records of a container and does not change.
 func appendKube(dst []byte, k *event.Kube) []byte {
 	enc := k.Encoded()
 	if enc == nil {
-		enc = encodeKube(make([]byte, 0, 512), k)
+		// Kept for the Kube's life (thousands of them): exactly sized.
+		enc = bytes.Clone(encodeKube(make([]byte, 0, 1024), k))
 		k.SetEncoded(enc)
 	}
 	return append(dst, enc...)
