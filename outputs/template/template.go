@@ -8,11 +8,12 @@
 //   - {tag}: the record's tag;
 //   - {tag_parts[N]}: the N-th dot-separated part of the tag, counting from 0; a negative N
 //     counts from the end ({tag_parts[-1]} is the last part);
-//   - {dotted.field}: a field of the record. The fixed fields kubernetes.namespace,
-//     kubernetes.pod.name, kubernetes.pod.uid, kubernetes.container.name, container.id,
-//     log.file.path, stream and tag come from the record itself; when they are empty, and for
-//     every other name, the path is looked up in r.Fields (nested maps, or keys that contain
-//     dots themselves, e.g. "kubernetes.labels" → map[string]string{"app": …}).
+//   - {dotted.field}: a field of the record. The document's own fields (kubernetes.namespace,
+//     kubernetes.pod.name, kubernetes.labels.<key>, container.id, log.file.path, stream, tag, …;
+//     see event.ParseKey) come from the record itself, r.Kube before r.Source; when they are
+//     empty, and for every other name, the path is looked up in r.Fields (nested maps, or keys
+//     that contain dots themselves; see event.LookupField), e.g. {objectRef.namespace} of an
+//     audit event.
 //
 // A placeholder whose value is absent or empty, or not a string, number or boolean, renders as
 // "none", as does a value that is "." or "..". Values are sanitised for the Mode; literal text
@@ -82,37 +83,11 @@ const (
 	field
 )
 
-// fixed names a field read from the record rather than from Fields.
-type fixed uint8
-
-const (
-	notFixed fixed = iota
-	fixedNamespace
-	fixedPodName
-	fixedPodUID
-	fixedContainer
-	fixedContainerID
-	fixedPath
-	fixedStream
-	fixedTag
-)
-
-var fixedFields = map[string]fixed{
-	"kubernetes.namespace":      fixedNamespace,
-	"kubernetes.pod.name":       fixedPodName,
-	"kubernetes.pod.uid":        fixedPodUID,
-	"kubernetes.container.name": fixedContainer,
-	"container.id":              fixedContainerID,
-	"log.file.path":             fixedPath,
-	"stream":                    fixedStream,
-	"tag":                       fixedTag,
-}
-
 type part struct {
-	kind  kind
-	text  string // literal text, or the field path
-	n     int    // tag_parts index
-	fixed fixed
+	kind kind
+	text string    // literal text, or the field path
+	n    int       // tag_parts index
+	key  event.Key // the field
 }
 
 // Template is a parsed name template. It is immutable and safe for concurrent use.
@@ -232,7 +207,7 @@ func parsePlaceholder(name string) (part, error) {
 			return part{}, fmt.Errorf("empty name segment in field placeholder {%s}", name)
 		}
 	}
-	return part{kind: field, text: name, fixed: fixedFields[name]}, nil
+	return part{kind: field, text: name, key: event.ParseKey(name)}, nil
 }
 
 // checkLiteral rejects a literal character that cannot be part of a rendered name. Values are
@@ -423,10 +398,10 @@ func tagPartOf(tag string, n int) string {
 }
 
 func (t *Template) appendField(dst []byte, p *part, r *event.Record) []byte {
-	if v := fixedValue(p.fixed, r); v != "" {
+	if v := p.key.OwnValue(r); v != "" {
 		return t.appendValue(dst, v)
 	}
-	v, ok := lookup(r.Fields, p.text)
+	v, ok := event.LookupField(r.Fields, p.text)
 	if !ok {
 		return append(dst, none...)
 	}
@@ -458,61 +433,6 @@ func lowerASCII(b []byte) {
 			b[i] = c + 'a' - 'A'
 		}
 	}
-}
-
-func fixedValue(f fixed, r *event.Record) string {
-	switch f {
-	case fixedStream:
-		return r.Stream
-	case fixedTag:
-		return r.Tag
-	}
-	s := r.Source
-	if s == nil {
-		return ""
-	}
-	switch f {
-	case fixedNamespace:
-		return s.Namespace
-	case fixedPodName:
-		return s.PodName
-	case fixedPodUID:
-		return s.PodUID
-	case fixedContainer:
-		return s.Container
-	case fixedContainerID:
-		return s.ContainerID
-	case fixedPath:
-		return s.Path
-	}
-	return ""
-}
-
-// lookup finds a dotted path in nested maps. At each level the whole rest of the path is tried
-// as a key first, then each split at a dot, so both {"a":{"b":1}} and {"a.b":1} answer "a.b".
-func lookup(m map[string]any, path string) (any, bool) {
-	if m == nil {
-		return nil, false
-	}
-	if v, ok := m[path]; ok {
-		return v, true
-	}
-	for i := 0; i < len(path); i++ {
-		if path[i] != '.' {
-			continue
-		}
-		switch next := m[path[:i]].(type) {
-		case map[string]any:
-			if v, ok := lookup(next, path[i+1:]); ok {
-				return v, true
-			}
-		case map[string]string:
-			if v, ok := next[path[i+1:]]; ok {
-				return v, true
-			}
-		}
-	}
-	return nil, false
 }
 
 // appendValue writes one placeholder value sanitised for the template's mode.

@@ -82,6 +82,51 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestAuditRoutes renders the names of the audit issue's routes: per-namespace files and
+// indices from a rewritten tag and from an audit event's fields, with hostile values kept
+// inside their path segment and index names lower-case.
+func TestAuditRoutes(t *testing.T) {
+	audit := func(tag, ns, user string) *event.Record {
+		r := &event.Record{Time: time.Date(2024, 6, 11, 9, 14, 2, 0, time.UTC), Tag: tag, Fields: map[string]any{
+			"user": map[string]any{"username": user},
+		}}
+		if ns != "" {
+			r.Fields["objectRef"] = map[string]any{"namespace": ns, "resource": "pods"}
+		}
+		return r
+	}
+	kube := &event.Record{Tag: "kube.shop.web.nginx", Source: src, Kube: &event.Kube{
+		Namespace: "Shop-Enriched", PodName: "web-7d4", Labels: map[string]string{"app": "Web/Front", "app.kubernetes.io/name": "web"},
+	}}
+	tests := []struct {
+		tmpl string
+		mode Mode
+		r    *event.Record
+		want string
+	}{
+		{"/var/log/audit-{tag}.%Y%m%d%H.log.gz", Path, audit("audit.kube-system", "kube-system", "x"), "/var/log/audit-audit.kube-system.2024061109.log.gz"},
+		{"/var/log/audit-{tag_parts[1]}.%Y%m%d%H.log.gz", Path, audit("audit.none", "", "x"), "/var/log/audit-none.2024061109.log.gz"},
+		{"/var/log/audit-{tag_parts[1]}.log.gz", Path, audit("audit", "", "x"), "/var/log/audit-none.log.gz"},
+		{"k8s-audit-{objectRef.namespace}-%Y.%m.%d", Index, audit("audit", "payments", "x"), "k8s-audit-payments-2024.06.11"},
+		{"k8s-audit-{objectRef.namespace}-%Y.%m.%d", Index, audit("audit", "", "x"), "k8s-audit-none-2024.06.11"},
+		{"/var/log/kube-audit-{user.username}/audit", Path, audit("audit", "", "system:serviceaccount:ns:sa"), "/var/log/kube-audit-system:serviceaccount:ns:sa/audit"},
+		{"/var/log/kube-audit-{user.username}/audit", Path, audit("audit", "", "../../etc/passwd"), "/var/log/kube-audit-.._.._etc_passwd/audit"},
+		{"/var/log/{user.username}/audit", Path, audit("audit", "", ".."), "/var/log/none/audit"},
+		{"audit-{user.username}", Index, audit("audit", "", "Alice:Admin"), "audit-alice_admin"},
+		{"k8s-{kubernetes.namespace}-{kubernetes.labels.app}", Index, kube, "k8s-shop-enriched-web_front"},
+		{"{kubernetes.labels.app.kubernetes.io/name}/{kubernetes.pod.name}", Path, kube, "web/web-7d4"},
+	}
+	for _, tt := range tests {
+		tp, err := Parse(tt.tmpl, tt.mode)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.tmpl, err)
+		}
+		if got := string(tp.Append(nil, tt.r)); got != tt.want {
+			t.Errorf("%q (%v) = %q, want %q", tt.tmpl, tt.mode, got, tt.want)
+		}
+	}
+}
+
 func TestSanitiseIndex(t *testing.T) {
 	tests := []struct {
 		tag, want string
