@@ -28,6 +28,10 @@ type Config struct {
 	HTTP    HTTP     `yaml:"http"`
 	// Kubernetes configures metadata enrichment from the Kubernetes API.
 	Kubernetes Kubernetes `yaml:"kubernetes"`
+	// RewriteTag rules change records' tags before routing (rules.go).
+	RewriteTag []RewriteTagRule `yaml:"rewrite_tag"`
+	// Records rules set and remove record fields after rewrite_tag (rules.go).
+	Records []RecordRule `yaml:"records"`
 	// ShutdownTimeout bounds how long outputs may take to drain at shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// PositionsInterval is how often changed positions are written.
@@ -39,8 +43,9 @@ type Config struct {
 // Input is one tail input.
 type Input struct {
 	Name string `yaml:"name"`
-	// Type is "containers" (CRI or docker json-file, detected per file) or "audit_webhook"
-	// (the apiserver's audit webhook, see WebhookInput).
+	// Type is "containers" (CRI or docker json-file, detected per file), "audit" (kube-apiserver
+	// audit log files, see rules.go) or "audit_webhook" (the apiserver's audit webhook, see
+	// WebhookInput).
 	Type    string   `yaml:"type"`
 	Paths   []string `yaml:"paths"`
 	Exclude []string `yaml:"exclude"`
@@ -48,10 +53,10 @@ type Input struct {
 	StartAt      string   `yaml:"start_at"`
 	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
 	ScanInterval Duration `yaml:"scan_interval"`
-	// Tag is the records' tag (audit_webhook inputs; default "audit").
+	// Tag is the records' tag (audit and audit_webhook inputs; default "audit").
 	Tag string `yaml:"tag"`
 	// MaxEventBytes is the largest audit event kept whole; larger ones are truncated by the
-	// audit parser (audit_webhook inputs; 0: the parser's default).
+	// audit parser (audit and audit_webhook inputs; 0: the parser's default).
 	MaxEventBytes ByteSize `yaml:"max_event_bytes"`
 	// WebhookInput holds the settings of audit_webhook inputs (webhook.go).
 	WebhookInput `yaml:",inline"`
@@ -184,7 +189,8 @@ func Parse(raw []byte) (*Config, error) {
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// expandEnv replaces ${VAR} and ${VAR:-default}; $$ stands for a literal $. A variable that is
+// expandEnv replaces ${VAR} and ${VAR:-default}; $$ stands for a literal $. ${tag} is left
+// alone: it is the rules' placeholder for a record's tag. A variable that is
 // unset and has no default is an error, since an empty host or node name fails later and further
 // from its cause.
 func expandEnv(raw []byte) ([]byte, error) {
@@ -195,6 +201,9 @@ func expandEnv(raw []byte) ([]byte, error) {
 		}
 		sub := envRef.FindSubmatch(m)
 		name := string(sub[1])
+		if name == "tag" && len(sub[2]) == 0 {
+			return m // the ${tag} placeholder of rewrite_tag and records rules, not a variable
+		}
 		if v, ok := os.LookupEnv(name); ok {
 			return []byte(v)
 		}
@@ -246,6 +255,7 @@ func (c *Config) applyDefaults() {
 			in.Type = "containers"
 		}
 		in.applyWebhookDefaults()
+		in.applyAuditDefaults()
 		if in.StartAt == "" {
 			in.StartAt = "beginning"
 		}
@@ -305,6 +315,7 @@ func (c *Config) Validate() error {
 		add("outputs", "at least one output is needed")
 	}
 	errs = append(errs, c.Kubernetes.validate("kubernetes")...)
+	errs = append(errs, c.validateRules()...)
 	names := map[string]string{}
 	unique := func(key, name string) {
 		if name == "" {
@@ -326,8 +337,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		errs = append(errs, in.webhookOnly(key)...)
-		if in.Type != "containers" {
-			add(key+".type", "unknown input type %q (known: containers, audit_webhook)", in.Type)
+		errs = append(errs, in.validateAudit(key)...)
+		if in.Type != "containers" && in.Type != InputAudit {
+			add(key+".type", "unknown input type %q (known: containers, audit, audit_webhook)", in.Type)
 		}
 		if len(in.Paths) == 0 {
 			add(key+".paths", "at least one glob is needed")
