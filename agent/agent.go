@@ -30,6 +30,7 @@ import (
 	"github.com/skiff-logs/skiff/agent/positions"
 	"github.com/skiff-logs/skiff/agent/route"
 	"github.com/skiff-logs/skiff/agent/tail"
+	"github.com/skiff-logs/skiff/agent/webhook"
 )
 
 // Plugins are the concrete parsers and outputs, plugged in by cmd so that agent depends on no
@@ -39,6 +40,9 @@ type Plugins struct {
 	NewParser tail.NewParser
 	// NewOutput builds the output described by o. dataDir is the agent's data_dir.
 	NewOutput func(o config.Output, dataDir string, log *slog.Logger) (Output, error)
+	// NewAuditParser creates a parser of audit.k8s.io/v1 Event lines (parsers/audit) whose
+	// events are cut to maxEventBytes (0: the parser's default). Needed by audit_webhook inputs.
+	NewAuditParser func(maxEventBytes int) tail.Parser
 }
 
 // Agent is one running skiff. Create it with New, then call Run once.
@@ -52,8 +56,17 @@ type Agent struct {
 	routes  *route.Table
 	states  sync.Pool // *routeState, one per routing goroutine at a time
 
+	// webhooks are the audit_webhook inputs (webhook.go), webhookNames their names.
+	webhooks     []*webhook.Input
+	webhookNames []string
+
 	noRoute prometheus.Counter
 	ready   atomic.Bool
+
+	// kube enriches records with Kubernetes metadata (enrich.go); nil when disabled.
+	kube        *kube.Enricher
+	excluded    prometheus.Counter
+	jsonSkipped prometheus.Counter
 	// Addr is set once the HTTP server listens (useful when the config says ":0").
 	addr atomic.Value
 }
@@ -61,7 +74,15 @@ type Agent struct {
 // New builds the agent: opens the positions store (a corrupt one is moved aside and reported),
 // creates outputs and tailers. It starts no goroutines.
 func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, noRoute: metrics.RouteDropped.WithLabelValues("no_output")}
+	a := &Agent{cfg: cfg, log: log, noRoute: metrics.RouteDropped.WithLabelValues("no_output"),
+		excluded: metrics.RouteDropped.WithLabelValues("excluded"), jsonSkipped: metrics.KubeJSONSkipped}
+	if cfg.Kubernetes.Enabled {
+		e, err := newEnricher(cfg.Kubernetes, log)
+		if err != nil {
+			return nil, err
+		}
+		a.kube = e
+	}
 	store, err := positions.Open(filepath.Join(cfg.DataDir, "positions.json"), log)
 	if err != nil {
 		return nil, err
@@ -81,6 +102,14 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	for i, ic := range cfg.Inputs {
+		if ic.Type == config.InputAuditWebhook {
+			w, err := a.newWebhook(ic, p)
+			if err != nil {
+				return nil, fmt.Errorf("inputs[%d] (%s): %w", i, ic.Name, err)
+			}
+			a.webhooks, a.webhookNames = append(a.webhooks, w), append(a.webhookNames, ic.Name)
+			continue
+		}
 		t, err := tail.New(tail.Config{
 			Input:        ic.Name,
 			Paths:        ic.Paths,
@@ -137,13 +166,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 
-	srv, err := a.serveHTTP()
+	err := a.listenWebhooks()
+	var srv *http.Server
+	if err == nil {
+		srv, err = a.serveHTTP()
+	}
 	if err != nil {
 		cancelOutputs()
 		outWG.Wait()
 		return err
 	}
 
+	stopKube := a.startKube(ctx)
 	var tailWG sync.WaitGroup
 	for i, t := range a.tailers {
 		tailWG.Add(1)
@@ -154,6 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	a.startWebhooks(ctx, &tailWG)
 	a.ready.Store(true)
 	a.log.Info("skiff running", "inputs", len(a.tailers), "outputs", len(a.outputs), "data_dir", a.cfg.DataDir)
 
@@ -161,6 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready.Store(false)
 	a.log.Info("shutting down: stopping inputs")
 	tailWG.Wait()
+	stopKube()
 
 	a.log.Info("shutting down: draining outputs", "timeout", a.cfg.ShutdownTimeout.D())
 	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout.D())
@@ -205,9 +241,14 @@ type routeState struct {
 func (a *Agent) route(ctx context.Context, c *event.Chunk) error {
 	st := a.states.Get().(*routeState)
 	defer a.states.Put(st)
-	dropped := 0
+	dropped, excluded := 0, 0
+	ks := kubeStep{a: a}
 	for i := range c.Records {
 		r := &c.Records[i]
+		if a.kube != nil && ks.drop(r) {
+			excluded++
+			continue
+		}
 		outs := st.cache.Lookup(r.Tag)
 		if len(outs) == 0 {
 			dropped++
@@ -224,6 +265,9 @@ func (a *Agent) route(ctx context.Context, c *event.Chunk) error {
 	}
 	if dropped > 0 {
 		a.noRoute.Add(float64(dropped))
+	}
+	if excluded > 0 {
+		a.excluded.Add(float64(excluded))
 	}
 	var err error
 	for o, b := range st.batches {

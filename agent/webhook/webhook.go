@@ -41,7 +41,7 @@ const (
 	DefaultMaxSpoolBytes   = 1 << 30
 	DefaultURLPath         = "/"
 	DefaultTag             = "audit"
-	DefaultJanitorInterval = 5 * time.Second
+	DefaultJanitorInterval = time.Second
 	// shutdownGrace bounds how long Run waits at shutdown for requests being written.
 	shutdownGrace = 5 * time.Second
 )
@@ -81,7 +81,8 @@ type Config struct {
 	// outputs do not keep up, requests are answered 503 and the apiserver retries them, instead
 	// of filling the disk that also holds the positions.
 	MaxSpoolBytes int64
-	// MaxEventBytes is passed to NewParser as the largest event kept whole.
+	// MaxEventBytes is passed to NewParser as the largest event kept whole (0: the parser's
+	// default).
 	MaxEventBytes int
 	// Tag is the records' tag (default DefaultTag).
 	Tag string
@@ -180,7 +181,6 @@ func (c *Config) fill() error {
 	orDefault(&c.SpoolFileBytes, DefaultSpoolFileBytes)
 	orDefault(&c.SpoolFileAge, DefaultSpoolFileAge)
 	orDefault(&c.MaxSpoolBytes, DefaultMaxSpoolBytes)
-	orDefault(&c.MaxEventBytes, int(c.MaxBodyBytes))
 	orDefault(&c.Tag, DefaultTag)
 	orDefault(&c.JanitorInterval, DefaultJanitorInterval)
 	orDefault(&c.Logger, slog.Default())

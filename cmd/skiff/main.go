@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/tail"
 	"github.com/skiff-logs/skiff/parsers"
+	"github.com/skiff-logs/skiff/parsers/audit"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
@@ -135,8 +136,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 // it is built.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, started func(*agent.Agent)) error {
 	a, err := agent.New(cfg, agent.Plugins{
-		NewParser: func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
-		NewOutput: newOutput,
+		NewParser:      func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
+		NewOutput:      newOutput,
+		NewAuditParser: func(max int) tail.Parser { return audit.New(max) },
 	}, log)
 	if err != nil {
 		return err
