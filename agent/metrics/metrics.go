@@ -123,3 +123,12 @@ var (
 func init() {
 	Registry.MustRegister(WebhookRequests, WebhookEvents, WebhookRequestSeconds, WebhookSpoolBytes, WebhookSpoolFiles)
 }
+
+// Audit log parser (parsers/audit).
+var (
+	// AuditTruncatedEvents counts audit events larger than max_event_bytes that lost members
+	// (responseObject first) to fit, from files and the webhook alike.
+	AuditTruncatedEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "skiff_audit_truncated_events_total", Help: "Audit events larger than max_event_bytes, cut down by removing their largest members (responseObject, requestObject, …) and flagged truncated."})
+)
+
+func init() { Registry.MustRegister(AuditTruncatedEvents) }

@@ -43,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/parsers/internal/join"
 	"github.com/skiff-logs/skiff/parsers/internal/timefmt"
 )
@@ -76,7 +77,8 @@ type Parser struct {
 	max     int
 	scratch []byte
 	msg     []byte
-	// Truncated, when set, is incremented once per event cut down to the size cap.
+	// Truncated, when set, is incremented once per event cut down to the size cap (New sets
+	// metrics.AuditTruncatedEvents).
 	Truncated prometheus.Counter
 }
 
@@ -86,7 +88,7 @@ func New(maxEventBytes int) *Parser {
 	if maxEventBytes <= 0 {
 		maxEventBytes = DefaultMaxEventBytes
 	}
-	return &Parser{max: maxEventBytes}
+	return &Parser{max: maxEventBytes, Truncated: metrics.AuditTruncatedEvents}
 }
 
 // Parse turns one line, an audit Event without its newline that starts at offset, into a
