@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ES      ?=
 FUZZTIME ?= 60s
 
-.PHONY: build run test unit e2e bench bench-pipeline fuzz lint clean
+.PHONY: build run test unit e2e kube bench bench-pipeline fuzz lint clean
 
 build: ## bin/skiff, a static binary
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
@@ -13,13 +13,16 @@ build: ## bin/skiff, a static binary
 run: build ## ship generated sample logs to ./skiff-demo-out (and to Elasticsearch with ES=http://host:9200)
 	./bin/skiff demo $(if $(ES),--es $(ES))
 
-test: ## everything CI runs: gofmt, vet, unit tests with -race, e2e against a real Elasticsearch
+test: ## everything CI runs: gofmt, vet, unit tests with -race, e2e against a real Elasticsearch and kube-apiserver
 	scripts/test.sh
 
-unit: ## unit tests only (tests that need Elasticsearch start their own)
+kube: ## build kube-apiserver and etcd for the tests into the cache, once per version (scripts/kube.sh)
+	scripts/kube.sh build
+
+unit: ## unit tests only (tests that need Elasticsearch or a kube-apiserver start their own)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: ## end-to-end tests only (they start Elasticsearch unless SKIFF_ES_URL is set)
+e2e: ## end-to-end tests only (they start Elasticsearch and a kube-apiserver unless SKIFF_ES_URL, SKIFF_KUBE_DIR are set)
 	$(GO) test -count=1 -v -timeout 40m ./e2e/...
 
 lint:
