@@ -1,4 +1,4 @@
-// Package agent wires skiff's pipeline: tail inputs → parser → route → outputs, and the
+// Package agent wires skiff's pipeline: tail inputs → parser → enrich → route → outputs, and the
 // acknowledgement path back from the outputs to the positions store.
 //
 // The record's way: a tail reader reads a Chunk of records from one file and calls the agent's
@@ -235,8 +235,10 @@ type routeState struct {
 	batches []*event.Batch
 }
 
-// route sends the records of one chunk to the outputs their tags match. It is the tail readers'
-// handle function and runs on their goroutines. It returns only after every batch was taken by
+// route enriches the records of one chunk with Kubernetes metadata (enrich.go: records of
+// excluded pods are dropped, which acknowledges them like records no output matches) and sends
+// them to the outputs their tags match. It is the tail readers' handle function and runs on
+// their goroutines. It returns only after every batch was taken by
 // its output, or with ctx's error after finishing the untaken batches as failed.
 func (a *Agent) route(ctx context.Context, c *event.Chunk) error {
 	st := a.states.Get().(*routeState)
