@@ -2,7 +2,8 @@
 // scripts/kube.sh. When SKIFF_KUBE_DIR names the directory of a running instance (scripts/test.sh
 // starts one for the whole run), Env uses it; otherwise the first caller in a test binary starts a
 // private instance, building the binaries first if the cache lacks them (minutes, once per
-// version), and Stop, called from TestMain, ends it. There is no fallback to a fake.
+// version: run `make kube` first, as a cold build outlasts go test's default 10m timeout), and
+// Stop, called from TestMain, ends it. There is no fallback to a fake.
 //
 // Only the apiserver and etcd run: no controller-manager, scheduler or kubelet. Hence:
 //   - CreateNamespace also creates the namespace's "default" ServiceAccount, which the
