@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/skiff-logs/skiff/internal/estest"
+	"github.com/skiff-logs/skiff/internal/kubetest"
 )
 
 var (
@@ -50,6 +51,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	estest.Stop()
+	kubetest.Stop()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -413,7 +415,8 @@ func (e *env) healthz() bool {
 }
 
 // esJSON sends a request to Elasticsearch and decodes the JSON answer into out, failing t unless
-// the status is 2xx.
+// the status is 2xx. A 503 (a shard not yet allocated right after an index was created, on a busy
+// machine) is retried for up to a minute: the tests' queries are reads, safe to repeat.
 func esJSON(t testing.TB, method, path string, body any, out any) {
 	t.Helper()
 	var raw []byte
@@ -424,6 +427,10 @@ func esJSON(t testing.TB, method, path string, body any, out any) {
 		}
 	}
 	status, resp := estest.Do(t, method, path, raw)
+	for deadline := time.Now().Add(time.Minute); status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		status, resp = estest.Do(t, method, path, raw)
+	}
 	if status/100 != 2 {
 		t.Fatalf("%s %s: %d %s", method, path, status, truncate(string(resp), 2000))
 	}
