@@ -54,7 +54,9 @@ type Agent struct {
 	outputs []Output
 	names   []string
 	routes  *route.Table
-	states  sync.Pool // *routeState, one per routing goroutine at a time
+	// rules are the rewrite_tag and records rules; nil when there are none.
+	rules  *route.Rules
+	states sync.Pool // *routeState, one per routing goroutine at a time
 
 	// webhooks are the audit_webhook inputs (webhook.go), webhookNames their names.
 	webhooks     []*webhook.Input
@@ -101,6 +103,9 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 	if a.routes, err = route.New(matches); err != nil {
 		return nil, err
 	}
+	if a.rules, err = route.NewRules(cfg.RouteRules()); err != nil {
+		return nil, err
+	}
 	for i, ic := range cfg.Inputs {
 		if ic.Type == config.InputAuditWebhook {
 			w, err := a.newWebhook(ic, p)
@@ -110,6 +115,12 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 			a.webhooks, a.webhookNames = append(a.webhooks, w), append(a.webhookNames, ic.Name)
 			continue
 		}
+		newParser, describe := p.NewParser, kube.Describe
+		if ic.Type == config.InputAudit {
+			if newParser, describe, err = auditInput(ic, p); err != nil {
+				return nil, fmt.Errorf("inputs[%d] (%s): %w", i, ic.Name, err)
+			}
+		}
 		t, err := tail.New(tail.Config{
 			Input:        ic.Name,
 			Paths:        ic.Paths,
@@ -117,8 +128,8 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 			StartAtEnd:   ic.StartAt == "end",
 			MaxLineBytes: int(ic.MaxLineBytes),
 			ScanInterval: ic.ScanInterval.D(),
-			NewParser:    p.NewParser,
-			Describe:     kube.Describe,
+			NewParser:    newParser,
+			Describe:     describe,
 			Positions:    store,
 			Logger:       log.With("input", ic.Name),
 		})
@@ -128,7 +139,11 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 		a.tailers = append(a.tailers, t)
 	}
 	a.states.New = func() any {
-		return &routeState{cache: a.routes.NewCache(), batches: make([]*event.Batch, len(a.outputs))}
+		st := &routeState{cache: a.routes.NewCache(), batches: make([]*event.Batch, len(a.outputs))}
+		if a.rules != nil {
+			st.rules = a.rules.NewState()
+		}
+		return st
 	}
 	return a, nil
 }
@@ -233,11 +248,13 @@ func (a *Agent) Run(ctx context.Context) error {
 type routeState struct {
 	cache   *route.Cache
 	batches []*event.Batch
+	rules   *route.State // nil without rules
 }
 
 // route enriches the records of one chunk with Kubernetes metadata (enrich.go: records of
-// excluded pods are dropped, which acknowledges them like records no output matches) and sends
-// them to the outputs their tags match. It is the tail readers' handle function and runs on
+// excluded pods are dropped, which acknowledges them like records no output matches), applies
+// the rewrite_tag and records rules (once per record, see route.Rules), and sends them to the
+// outputs their tags match. It is the tail readers' handle function and runs on
 // their goroutines. It returns only after every batch was taken by
 // its output, or with ctx's error after finishing the untaken batches as failed.
 func (a *Agent) route(ctx context.Context, c *event.Chunk) error {
@@ -250,6 +267,9 @@ func (a *Agent) route(ctx context.Context, c *event.Chunk) error {
 		if a.kube != nil && ks.drop(r) {
 			excluded++
 			continue
+		}
+		if st.rules != nil { // after enrichment, so rules see kubernetes.* from the API
+			st.rules.Apply(r)
 		}
 		outs := st.cache.Lookup(r.Tag)
 		if len(outs) == 0 {
