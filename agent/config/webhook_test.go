@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -75,5 +76,27 @@ func TestWebhookInputErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want one containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestWebhookDocConfig loads the skiff configuration shown in docs/audit-webhook.md, so the
+// document cannot drift from the keys skiff reads.
+func TestWebhookDocConfig(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/audit-webhook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "<!-- skiff-config")
+	if !ok {
+		t.Fatal("docs/audit-webhook.md has no <!-- skiff-config --> block")
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	block, _, _ := strings.Cut(rest, "```")
+	c, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatalf("the documented config does not load: %v", err)
+	}
+	if in := c.Inputs[0]; in.Type != InputAuditWebhook || in.ClientCAFile == "" || in.MaxEventBytes != 1<<20 {
+		t.Errorf("documented input: %+v", in)
 	}
 }
