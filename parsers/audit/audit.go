@@ -37,7 +37,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,16 +66,16 @@ const (
 // maxSummaryURI caps the request URI quoted in a non-resource request's message.
 const maxSummaryURI = 512
 
-// keepScratch is the largest object buffer kept between events.
+// keepScratch is the largest line buffer kept between events.
 const keepScratch = 1 << 20
 
 // Parser parses the lines of one audit log file (or the items of webhook requests, one at a
 // time). It implements the agent's tail.Parser contract; every line is a complete record, so
 // it never holds fragments. It is not safe for concurrent use.
 type Parser struct {
-	max     int
-	scratch []byte
-	msg     []byte
+	max  int
+	rest []byte // the line with its objects replaced by null, for the decoder
+	msg  []byte
 	// Truncated, when set, is incremented once per event cut down to the size cap (New sets
 	// metrics.AuditTruncatedEvents).
 	Truncated prometheus.Counter
@@ -111,14 +110,13 @@ func New(maxEventBytes int) *Parser {
 // the record's own.
 func (p *Parser) Parse(line []byte, offset int64, r *event.Record) bool {
 	var w wireEvent
-	w.RequestObject.buf = &p.scratch
-	w.ResponseObject.buf = &p.scratch
-	if err := decoder.Unmarshal(line, &w); err != nil || w.AuditID == "" || w.Stage == "" || w.Kind != "" && w.Kind != "Event" {
+	rest, ok := p.cutObjects(line, &w)
+	if !ok || decoder.Unmarshal(rest, &w) != nil || w.AuditID == "" || w.Stage == "" || w.Kind != "" && w.Kind != "Event" {
 		p.malformed(line, offset, r)
 		return true
 	}
-	if cap(p.scratch) > keepScratch {
-		p.scratch = nil
+	if cap(p.rest) > keepScratch {
+		p.rest = nil
 	}
 	r.Time = w.time()
 	r.Stream = ""
@@ -175,11 +173,12 @@ type wireEvent struct {
 	UserAgent                string            `json:"userAgent"`
 	ObjectRef                *objectRef        `json:"objectRef"`
 	ResponseStatus           *status           `json:"responseStatus"`
-	RequestObject            rawJSON           `json:"requestObject"`
-	ResponseObject           rawJSON           `json:"responseObject"`
 	RequestReceivedTimestamp string            `json:"requestReceivedTimestamp"`
 	StageTimestamp           string            `json:"stageTimestamp"`
 	Annotations              map[string]string `json:"annotations"`
+
+	// requestObject and responseObject as written (cutObjects), "" when absent or null.
+	requestObject, responseObject string
 }
 
 type userInfo struct {
@@ -205,35 +204,6 @@ type status struct {
 	Status  string `json:"status"`
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
-}
-
-// rawJSON is a member kept as JSON text. The decoder copies the value's bytes through buf (the
-// Parser's scratch, so only the final string is allocated at its exact size).
-type rawJSON struct {
-	buf  *[]byte
-	text string
-}
-
-func init() {
-	jsoniter.RegisterTypeDecoderFunc("audit.rawJSON", func(ptr unsafe.Pointer, iter *jsoniter.Iterator) {
-		raw := (*rawJSON)(ptr)
-		if iter.ReadNil() {
-			raw.text = ""
-			return
-		}
-		var b []byte
-		if raw.buf != nil {
-			b = (*raw.buf)[:0]
-		}
-		if b == nil { // jsoniter takes a nil buffer for "not capturing"
-			b = make([]byte, 0, 4<<10)
-		}
-		b = iter.SkipAndAppendBytes(b)
-		if raw.buf != nil {
-			*raw.buf = b
-		}
-		raw.text = string(b)
-	})
 }
 
 func (w *wireEvent) time() time.Time {
@@ -355,8 +325,8 @@ func (w *wireEvent) fields() map[string]any {
 	if len(w.Annotations) > 0 {
 		f["annotations"] = dedotKeys(w.Annotations)
 	}
-	str(f, RequestObjectField, w.RequestObject.text)
-	str(f, ResponseObjectField, w.ResponseObject.text)
+	str(f, RequestObjectField, w.requestObject)
+	str(f, ResponseObjectField, w.responseObject)
 	return f
 }
 

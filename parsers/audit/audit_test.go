@@ -222,6 +222,48 @@ func TestMalformedCapped(t *testing.T) {
 	}
 }
 
+// TestObjects: requestObject and responseObject come out as written, whatever their strings hold,
+// and members of the same name nested inside other values are left alone.
+func TestObjects(t *testing.T) {
+	tests := []struct {
+		name, line   string
+		req, resp    string
+		parseError   bool
+		wantNotField string
+	}{
+		{name: "tricky strings", line: `{"auditID":"a","stage":"s","requestObject" : {"a":"}\"{[","b":[1,-2.5e+3,true,false,null,{}],"c":{"d":[]}} ,"verb":"get"}`,
+			req: `{"a":"}\"{[","b":[1,-2.5e+3,true,false,null,{}],"c":{"d":[]}}`},
+		{name: "null and scalar objects", line: `{"auditID":"a","stage":"s","requestObject":null,"responseObject":"text"}`, resp: `"text"`},
+		{name: "last of duplicates", line: `{"auditID":"a","stage":"s","responseObject":{"x":1},"responseObject":{"y":2}}`, resp: `{"y":2}`},
+		{name: "nested names are not members", line: `{"auditID":"a","stage":"s","annotations":{"requestObject":"x"},"userAgent":"responseObject\""}`, wantNotField: "annotations"},
+		{name: "unterminated object", line: `{"auditID":"a","stage":"s","requestObject":{"a":1}`, parseError: true},
+		{name: "bad nesting", line: `{"auditID":"a","stage":"s","requestObject":{"a":[1}]}`, parseError: true},
+		{name: "missing colon", line: `{"auditID":"a","stage":"s","requestObject" {}}`, parseError: true},
+		{name: "bad member after the objects", line: `{"requestObject":{},"auditID":"a","stage":1}`, parseError: true},
+		{name: "too deep", line: `{"auditID":"a","stage":"s","requestObject":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`, parseError: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r event.Record
+			New(0).Parse([]byte(tt.line), 0, &r)
+			if got := r.Flags&event.FlagParseError != 0; got != tt.parseError {
+				t.Fatalf("parse error %v, want %v: %+v", got, tt.parseError, render(&r))
+			}
+			if tt.parseError {
+				return
+			}
+			req, _ := r.Fields[RequestObjectField].(string)
+			resp, _ := r.Fields[ResponseObjectField].(string)
+			if req != tt.req || resp != tt.resp {
+				t.Errorf("objects %q, %q; want %q, %q", req, resp, tt.req, tt.resp)
+			}
+			if tt.wantNotField != "" && r.Fields[tt.wantNotField] == nil {
+				t.Errorf("field %s lost: %v", tt.wantNotField, r.Fields)
+			}
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"apiserver.log", "malformed.log"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -258,6 +300,12 @@ func FuzzParse(f *testing.F) {
 			}
 			if _, err := json.Marshal(r.Fields); err != nil {
 				t.Fatalf("fields do not encode: %v", err)
+			}
+			// Of a valid JSON line, the objects are cut exactly.
+			for _, k := range []string{RequestObjectField, ResponseObjectField} {
+				if v, ok := r.Fields[k].(string); ok && json.Valid(line) && !json.Valid([]byte(v)) {
+					t.Fatalf("%s of a valid line is not JSON: %q", k, v)
+				}
 			}
 		}
 	})
