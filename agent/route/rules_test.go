@@ -242,9 +242,15 @@ func FuzzRules(f *testing.F) {
 	f.Add("**", "message", `(\w+)\.(\w+)`, "${tag_parts[-1]}.$2.${record.a.b}", "", true, "kube.ns.pod.c", `{"a.b":1.5,"a":{"b":[1]}}`, "x.y z", "a.b.c", "${record.message}")
 	f.Add("{a,b}.**", "", "", "x.${tag}", "", false, "..", `null`, "", "", "")
 	f.Fuzz(func(t *testing.T, match, key, pattern, tag, def string, invert bool, recTag, fields, msg, setKey, setVal string) {
+		var remove []string
+		for _, k := range []string{setKey, key} {
+			if k != "" {
+				remove = append(remove, k)
+			}
+		}
 		rs, err := NewRules(
 			[]RewriteRule{{Match: []string{match}, Key: key, Pattern: pattern, Tag: tag, Default: def, Invert: invert}},
-			[]RecordRule{{Match: []string{match}, Set: map[string]string{setKey: setVal}, Remove: []string{setKey, key}}},
+			[]RecordRule{{Match: []string{match}, Set: map[string]string{setKey: setVal}, Remove: remove}},
 		)
 		if err != nil {
 			return
