@@ -15,10 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,17 +115,28 @@ func New(client kubernetes.Interface, meta metadata.Interface, cfg Config) (*Enr
 		missing: metrics.KubeLookups.WithLabelValues("missing"),
 	}
 	node := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-	e.podInf = coreinformers.NewFilteredPodInformer(client, metav1.NamespaceAll, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.FieldSelector = node })
-	e.nsInf = metadatainformer.NewFilteredMetadataInformer(meta, corev1.SchemeGroupVersion.WithResource("namespaces"),
-		metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+	pods := client.CoreV1().Pods(metav1.NamespaceAll)
+	e.podInf = cache.NewSharedIndexInformerWithOptions(e.listWatch("pods", client,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = node
+			return pods.List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = node
+			return pods.Watch(ctx, o)
+		}), &corev1.Pod{}, cache.SharedIndexInformerOptions{ObjectDescription: "pods on node " + cfg.NodeName})
+	nss := meta.Resource(corev1.SchemeGroupVersion.WithResource("namespaces"))
+	e.nsInf = cache.NewSharedIndexInformerWithOptions(e.listWatch("namespaces", meta,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nss.List(ctx, o) },
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nss.Watch(ctx, o) }),
+		&metav1.PartialObjectMetadata{}, cache.SharedIndexInformerOptions{ObjectDescription: "namespace metadata"})
 
 	var err error
 	errs := []error{
 		e.podInf.SetTransform(e.transformPod),
 		e.nsInf.SetTransform(e.transformNamespace),
-		e.podInf.SetWatchErrorHandler(e.watchErrors("pods")),
-		e.nsInf.SetWatchErrorHandler(e.watchErrors("namespaces")),
+		e.podInf.SetWatchErrorHandler(e.streamErrors),
+		e.nsInf.SetWatchErrorHandler(e.streamErrors),
 	}
 	e.podReg, err = e.podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.onPod(obj) },
@@ -408,28 +419,73 @@ func (e *Enricher) sweep(now time.Time) {
 	})
 }
 
-// watchErrors returns the informer's error handler for resource: it counts every failed list
-// or watch and logs at most one per errorLogInterval, saying how many it did not log. The
-// informer retries with backoff on its own.
-func (e *Enricher) watchErrors(resource string) cache.WatchErrorHandler {
-	count := metrics.KubeAPIErrors.WithLabelValues(resource)
-	var mu sync.Mutex
-	var last time.Time
-	suppressed := 0
-	return func(_ *cache.Reflector, err error) {
-		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			return // the watch ended normally or must restart from a new list: not a failure
-		}
-		count.Inc()
-		mu.Lock()
-		defer mu.Unlock()
-		now := e.now()
-		if !last.IsZero() && now.Sub(last) < errorLogInterval {
-			suppressed++
-			return
-		}
-		e.log.Warn("kubernetes API: list or watch failed; retrying, records carry what their paths tell until it answers",
-			"resource", resource, "err", err, "not_logged_since_last", suppressed)
-		last, suppressed = now, 0
+// listWatch lists and watches through list and watch, reporting each failed request: while
+// the apiserver is unreachable the informer retries on its own, mostly without telling its error
+// handler, so the requests are where failures show.
+func (e *Enricher) listWatch(resource string, client any,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+) cache.ListerWatcher {
+	r := &apiReporter{log: e.log, now: func() time.Time { return e.now() }, resource: resource, count: metrics.KubeAPIErrors.WithLabelValues(resource)}
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := list(ctx, o)
+			r.report(ctx, err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := watchFn(ctx, o)
+			r.report(ctx, err)
+			return w, err
+		},
+	}, client)
+}
+
+// streamErrors replaces client-go's default handler of errors that end a list or watch (which
+// logs through klog): failed requests are reported by listWatch already; the rest (a watch
+// stream ending with an error) matter only when debugging.
+func (e *Enricher) streamErrors(r *cache.Reflector, err error) {
+	if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+		return // the watch ended normally, or must start again from a new list
 	}
+	e.log.Debug("kubernetes API: watch ended with an error; restarting", "reflector", r.TypeDescription(), "err", err)
+}
+
+// apiReporter counts the failed requests of one resource and logs at most one per
+// errorLogInterval (saying how many it did not log), and once when requests succeed again.
+type apiReporter struct {
+	log      *slog.Logger
+	now      func() time.Time
+	resource string
+	count    prometheus.Counter
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+	failing    bool
+}
+
+func (r *apiReporter) report(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		return // shutting down
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		if r.failing {
+			r.failing = false
+			r.log.Info("kubernetes API answers again", "resource", r.resource)
+		}
+		return
+	}
+	r.count.Inc()
+	r.failing = true
+	now := r.now()
+	if !r.last.IsZero() && now.Sub(r.last) < errorLogInterval {
+		r.suppressed++
+		return
+	}
+	r.log.Warn("kubernetes API: list or watch failed; retrying, records carry what their paths tell until it answers",
+		"resource", r.resource, "err", err, "not_logged_since_last", r.suppressed)
+	r.last, r.suppressed = now, 0
 }

@@ -2,16 +2,16 @@ package kube
 
 import (
 	"bytes"
+	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
@@ -350,29 +350,36 @@ func TestSweepDropsIdleFiles(t *testing.T) {
 	}
 }
 
-func TestWatchErrorsRateLimited(t *testing.T) {
+func TestAPIErrorsReported(t *testing.T) {
 	var logs bytes.Buffer
-	cfg := testConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	fc := startFake(t, cfg)
-	h := fc.e.watchErrors("test-resource")
-	count := metrics.KubeAPIErrors.WithLabelValues("test-resource")
-	before := metrics.Value(count)
-	refused := errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
-	for range 5 {
-		h(nil, refused)
+	now := testStart
+	r := &apiReporter{
+		log: slog.New(slog.NewTextHandler(&logs, nil)), now: func() time.Time { return now },
+		resource: "test-resource", count: metrics.KubeAPIErrors.WithLabelValues("test-resource"),
 	}
-	h(nil, io.EOF)
-	h(nil, apierrors.NewResourceExpired("too old"))
-	h(nil, apierrors.NewGone("gone"))
-	fc.advance(errorLogInterval)
-	h(nil, refused)
-	if got := metrics.Value(count) - before; got != 6 {
+	before := metrics.Value(r.count)
+	ctx := context.Background()
+	refused := errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+	r.report(ctx, nil)
+	for range 5 {
+		r.report(ctx, refused)
+	}
+	now = now.Add(errorLogInterval)
+	r.report(ctx, refused)
+	r.report(ctx, nil)
+	r.report(ctx, nil)
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	r.report(stopped, context.Canceled)
+	if got := metrics.Value(r.count) - before; got != 6 {
 		t.Errorf("%v errors counted, want 6", got)
 	}
-	lines := bytes.Count(logs.Bytes(), []byte("list or watch failed"))
-	if lines != 2 || !bytes.Contains(logs.Bytes(), []byte("not_logged_since_last=4")) {
-		t.Errorf("%d lines logged, want 2 (the second saying 4 were not):\n%s", lines, logs.String())
+	text := logs.String()
+	if n := strings.Count(text, "list or watch failed"); n != 2 || !strings.Contains(text, "not_logged_since_last=4") {
+		t.Errorf("%d failures logged, want 2 (the second saying 4 were not):\n%s", n, text)
+	}
+	if n := strings.Count(text, "answers again"); n != 1 {
+		t.Errorf("recovery logged %d times, want once:\n%s", n, text)
 	}
 }
 
