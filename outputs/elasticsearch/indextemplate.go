@@ -68,6 +68,10 @@ func (o *Output) templateBody() []byte {
 					kubernetesMap("kubernetes_labels", "kubernetes.labels.*", keyword),
 					kubernetesMap("kubernetes_namespace_labels", "kubernetes.namespace_labels.*", keyword),
 					kubernetesMap("kubernetes_annotations", "kubernetes.annotations.*", keyword),
+					// Audit events: annotation and user.extra keys are dedotted by the
+					// parser; their values are keywords whatever they look like.
+					kubernetesMap("audit_annotations", "annotations.*", keyword),
+					kubernetesMap("audit_user_extra", "user.extra.*", keyword),
 					map[string]any{"kubernetes_strings": map[string]any{
 						"path_match":         "kubernetes.*",
 						"match_mapping_type": "string",
@@ -88,6 +92,30 @@ func (o *Output) templateBody() []byte {
 					"log": obj(map[string]any{
 						"file":   obj(map[string]any{"path": keyword}),
 						"offset": map[string]any{"type": "long"},
+					}),
+					// Audit events (parsers/audit). The request and response objects are
+					// arbitrary JSON: kept as text in _source, not indexed, so no event can add
+					// fields to the mapping or conflict with another's types.
+					"requestObject_json":       map[string]any{"type": "text", "index": false},
+					"responseObject_json":      map[string]any{"type": "text", "index": false},
+					"auditID":                  keyword,
+					"stage":                    keyword,
+					"level":                    keyword,
+					"verb":                     keyword,
+					"requestURI":               keyword,
+					"userAgent":                keyword,
+					"sourceIPs":                keyword,
+					"stageTimestamp":           map[string]any{"type": "date_nanos"},
+					"requestReceivedTimestamp": map[string]any{"type": "date_nanos"},
+					"user":                     obj(map[string]any{"username": keyword, "uid": keyword, "groups": keyword}),
+					"impersonatedUser":         obj(map[string]any{"username": keyword, "uid": keyword, "groups": keyword}),
+					"objectRef": obj(map[string]any{
+						"resource": keyword, "namespace": keyword, "name": keyword, "apiGroup": keyword,
+						"apiVersion": keyword, "subresource": keyword, "uid": keyword, "resourceVersion": keyword,
+					}),
+					"responseStatus": obj(map[string]any{
+						"code": map[string]any{"type": "integer"}, "status": keyword, "reason": keyword,
+						"message": map[string]any{"type": "text"},
 					}),
 				},
 			},
