@@ -41,22 +41,7 @@ func startReal(t *testing.T, c *kubetest.Cluster, kubeconfig string, grace time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	wait, cancelWait := context.WithTimeout(ctx, time.Minute)
-	defer cancelWait()
-	start := time.Now()
-	if !e.WaitSynced(wait) {
-		t.Fatal("no sync with the apiserver within a minute")
-	}
-	t.Logf("synced in %v", time.Since(start))
+	run(t, e)
 	return e
 }
 
@@ -96,13 +81,7 @@ type realCluster struct {
 // up to 30s between attempts).
 func eventuallyLong(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventuallyWithin(t, 2*time.Minute, what, cond)
 }
 
 func TestAPIServerEnrichment(t *testing.T) {

@@ -82,20 +82,7 @@ func startFake(t testing.TB, cfg Config, objs ...runtime.Object) *fakeCluster {
 	fc.e = e
 	fc.clock.Store(testStart.UnixNano())
 	e.now = func() time.Time { return time.Unix(0, fc.clock.Load()).UTC() }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelWait()
-	if !e.WaitSynced(waitCtx) {
-		t.Fatal("the cache did not sync")
-	}
+	run(t, e)
 	return fc
 }
 
@@ -134,10 +121,37 @@ func (fc *fakeCluster) updateNamespace(t testing.TB, ns *metav1.PartialObjectMet
 	}
 }
 
+// run runs e until t ends and waits for its first sync.
+func run(t testing.TB, e *Enricher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitCtx, cancelWait := context.WithTimeout(ctx, time.Minute)
+	defer cancelWait()
+	start := time.Now()
+	if !e.WaitSynced(waitCtx) {
+		t.Fatal("the cache did not sync within a minute")
+	}
+	t.Logf("synced in %v", time.Since(start))
+}
+
 // eventually polls cond until it holds, failing t after 10s: informers deliver asynchronously.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	eventuallyWithin(t, 10*time.Second, what, cond)
+}
+
+// eventuallyWithin polls cond until it holds, failing t after d.
+func eventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
