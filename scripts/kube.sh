@@ -14,6 +14,13 @@
 # kubelet runs: create each namespace's "default" ServiceAccount yourself, delete pods with grace
 # period 0, and use unique namespace names (namespaces never finish terminating).
 #
+# start also reads two optional environment variables, for tests that need more than the defaults:
+#   KUBE_APISERVER_EXTRA_ARGS  extra kube-apiserver flags, one per line (a value may hold spaces),
+#                              e.g. "--audit-policy-file=/path". Saved as DIR/apiserver.args, so
+#                              start-apiserver and restart-apiserver keep them.
+#   KUBE_EXTRA_TOKENS          extra lines of the static token file, one user per line:
+#                              token,user,uid,"group1,group2" (--token-auth-file format).
+#
 # The binaries are built from the Go module proxy (no git clone) and cached, keyed by version,
 # under $SKIFF_CACHE (default /var/cache/skiff as root, else ~/.cache/skiff), outside the checkout:
 # $SKIFF_CACHE/kube-$KUBE_VERSION/{kube-apiserver,etcd}. A cold build takes minutes and a few GB of
@@ -122,6 +129,7 @@ certs() {
 		openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 		openssl rand -hex 32 >token
 		printf '%s,admin,admin,"system:masters"\n' "$(cat token)" >tokens.csv
+		if [ -n "${KUBE_EXTRA_TOKENS:-}" ]; then printf '%s\n' "$KUBE_EXTRA_TOKENS" >>tokens.csv; fi
 		chmod 644 ca.crt token
 	)
 }
@@ -174,6 +182,8 @@ start_apiserver() {
 	alive "$dir/etcd.pid" || { log "etcd of $dir does not run"; return 1; }
 	# shellcheck disable=SC1091
 	. "$dir/ports"
+	local extra=()
+	if [ -f "$dir/apiserver.args" ]; then mapfile -t extra <"$dir/apiserver.args"; fi
 	"$APISERVER" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
 		--tls-cert-file="$dir/apiserver.crt" --tls-private-key-file="$dir/apiserver.key" \
 		--cert-dir="$dir/apiserver-certs" \
@@ -186,6 +196,7 @@ start_apiserver() {
 		--endpoint-reconciler-type=none \
 		--service-cluster-ip-range=10.96.0.0/16 \
 		--profiling=false \
+		${extra[@]+"${extra[@]}"} \
 		</dev/null >>"$dir/apiserver.log" 2>&1 &
 	echo $! >"$dir/apiserver.pid"
 	local url token
@@ -252,6 +263,8 @@ start() {
 		return 1
 	fi
 	certs "$dir"
+	# Blank lines are dropped: each remaining line is one argument.
+	printf '%s\n' "${KUBE_APISERVER_EXTRA_ARGS:-}" | sed '/^[[:space:]]*$/d' >"$dir/apiserver.args"
 	free_ports 3 | paste -d= <(printf '%s\n' ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT) - >"$dir/ports"
 	# shellcheck disable=SC1091
 	. "$dir/ports"

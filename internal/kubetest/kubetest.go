@@ -14,7 +14,9 @@
 //     run, so every test must use fresh names: UniqueName.
 //
 // StopAPIServer and StartAPIServer, for outage tests, work only on an instance of the test's own
-// (Private): the shared instance serves tests of other packages running at the same time.
+// (Private): the shared instance serves tests of other packages running at the same time. A
+// Private instance can also have flags of its own (WithAPIServerArgs: an audit policy, log and
+// webhook, say) and users authenticated by static tokens (WithUsers).
 package kubetest
 
 import (
@@ -62,6 +64,9 @@ type Cluster struct {
 	Config *rest.Config
 	// Client is a ready admin clientset.
 	Client *kubernetes.Clientset
+	// Tokens maps the name of each user added by WithUsers to its bearer token; empty for the
+	// shared instance.
+	Tokens map[string]string
 
 	private bool
 }
@@ -87,7 +92,7 @@ func Env(tb testing.TB) *Cluster {
 		if err != nil {
 			tb.Fatalf("kubetest: %v", err)
 		}
-		if err := runScript("start", d); err != nil {
+		if err := runScript(nil, "start", d); err != nil {
 			_ = os.RemoveAll(d)
 			tb.Fatalf("kubetest: %v", err)
 		}
@@ -101,16 +106,49 @@ func Env(tb testing.TB) *Cluster {
 	return c
 }
 
-// Private starts a kube-apiserver and etcd of tb's own, stopped when tb ends. Use it where a
-// test stops the apiserver, or needs an empty cluster; it costs a few seconds.
-func Private(tb testing.TB) *Cluster {
+// Private starts a kube-apiserver and etcd of tb's own, stopped when tb ends, configured by opts
+// (WithAPIServerArgs, WithUsers). Use it where a test stops the apiserver, needs an empty
+// cluster or flags of its own; it costs a few seconds.
+func Private(tb testing.TB, opts ...Option) *Cluster {
 	tb.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tokens := map[string]string{}
+	var lines []string
+	for _, u := range o.users {
+		if strings.ContainsAny(u.Name, ",\"\n\r") || u.Name == "" || u.Name == "admin" {
+			tb.Fatalf("kubetest: user name %q: want a fresh name without ',', '\"' or line breaks", u.Name)
+		}
+		for _, g := range u.Groups {
+			if strings.ContainsAny(g, ",\"\n\r") || g == "" {
+				tb.Fatalf("kubetest: group %q of user %s: want a name without ',', '\"' or line breaks", g, u.Name)
+			}
+		}
+		if _, dup := tokens[u.Name]; dup {
+			tb.Fatalf("kubetest: user %s given twice", u.Name)
+		}
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		tokens[u.Name] = hex.EncodeToString(b[:])
+		lines = append(lines, tokens[u.Name]+","+u.Name+","+u.Name+`,"`+strings.Join(u.Groups, ",")+`"`)
+	}
+	for _, a := range o.args {
+		if strings.ContainsAny(a, "\n\r") || a == "" {
+			tb.Fatalf("kubetest: apiserver argument %q: want one non-empty line", a)
+		}
+	}
 	dir := tb.TempDir()
-	if err := runScript("start", dir); err != nil {
+	env := []string{
+		"KUBE_APISERVER_EXTRA_ARGS=" + strings.Join(o.args, "\n"),
+		"KUBE_EXTRA_TOKENS=" + strings.Join(lines, "\n"),
+	}
+	if err := runScript(env, "start", dir); err != nil {
 		tb.Fatalf("kubetest: %v", err)
 	}
 	tb.Cleanup(func() {
-		if err := runScript("stop", dir); err != nil {
+		if err := runScript(nil, "stop", dir); err != nil {
 			tb.Errorf("kubetest: %v", err)
 		}
 	})
@@ -119,7 +157,37 @@ func Private(tb testing.TB) *Cluster {
 		tb.Fatalf("kubetest: %v", err)
 	}
 	c.private = true
+	c.Tokens = tokens
 	return c
+}
+
+// Option configures a Private cluster.
+type Option func(*options)
+
+type options struct {
+	args  []string
+	users []User
+}
+
+// WithAPIServerArgs adds kube-apiserver flags, one argument each ("--audit-policy-file=/p"),
+// after skiff's defaults (a flag given again overrides a default). They are kept for
+// StartAPIServer. Files they name must exist before Private is called and stay while the
+// cluster runs.
+func WithAPIServerArgs(args ...string) Option {
+	return func(o *options) { o.args = append(o.args, args...) }
+}
+
+// User is a user of a Private cluster's static token file: authenticated by a bearer token
+// (Cluster.Tokens[Name]), uid equal to Name, member of Groups and of system:authenticated. The
+// user may do nothing until RBAC allows it: bind it a role.
+type User struct {
+	Name   string
+	Groups []string
+}
+
+// WithUsers adds users authenticated by bearer tokens that Private makes up.
+func WithUsers(users ...User) Option {
+	return func(o *options) { o.users = append(o.users, users...) }
 }
 
 // Stop stops the shared instance if this process started it. Call it from TestMain after m.Run.
@@ -130,7 +198,7 @@ func Stop() {
 	if ownDir == "" {
 		return
 	}
-	if err := runScript("stop", ownDir); err != nil {
+	if err := runScript(nil, "stop", ownDir); err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: %v\n", err)
 	}
 	_ = os.RemoveAll(ownDir)
@@ -182,15 +250,19 @@ func (c *Cluster) RESTConfig(token string) *rest.Config {
 	}
 }
 
-// runScript runs scripts/kube.sh with args, tying any instance it starts to this process: a
-// watchdog stops it should the process die without calling Stop (a test timeout, for one).
-func runScript(args ...string) error {
+// runScript runs scripts/kube.sh with args and the environment variables env ("NAME=value")
+// added, tying any instance it starts to this process: a watchdog stops it should the process die
+// without calling Stop (a test timeout, for one). The variables kube.sh start reads are emptied
+// unless env sets them, so that none leaks in from the caller's environment.
+func runScript(env []string, args ...string) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(root, "scripts", "kube.sh"), args...)
-	cmd.Env = append(os.Environ(), "SKIFF_KUBE_OWNER="+strconv.Itoa(os.Getpid()))
+	cmd.Env = append(os.Environ(), "SKIFF_KUBE_OWNER="+strconv.Itoa(os.Getpid()), "KUBE_APISERVER_EXTRA_ARGS=", "KUBE_EXTRA_TOKENS=")
+	// exec uses the last value of a duplicated key: env overrides the empties.
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout = os.Stderr // the URL it prints; everything else goes to stderr anyway
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -409,17 +481,17 @@ current-context: skiff-test
 func (c *Cluster) StopAPIServer(tb testing.TB) {
 	tb.Helper()
 	c.mustBePrivate(tb, "StopAPIServer")
-	if err := runScript("stop-apiserver", c.Dir); err != nil {
+	if err := runScript(nil, "stop-apiserver", c.Dir); err != nil {
 		tb.Fatalf("kubetest: %v", err)
 	}
 }
 
 // StartAPIServer starts the apiserver of a Private cluster again, on the same URL with the same
-// etcd, credentials and CA, and returns once it is ready; it fails tb on the shared one.
+// etcd, credentials, CA and extra flags, and returns once it is ready; it fails tb on the shared one.
 func (c *Cluster) StartAPIServer(tb testing.TB) {
 	tb.Helper()
 	c.mustBePrivate(tb, "StartAPIServer")
-	if err := runScript("start-apiserver", c.Dir); err != nil {
+	if err := runScript(nil, "start-apiserver", c.Dir); err != nil {
 		tb.Fatalf("kubetest: %v", err)
 	}
 }

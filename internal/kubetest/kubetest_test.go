@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,14 +186,23 @@ func TestRBACLimitedServiceAccount(t *testing.T) {
 }
 
 // TestAPIServerOutage stops and restarts a private apiserver: same URL, data kept in etcd, and
-// clients made before the outage, including a ServiceAccount token's, work again.
+// clients made before the outage, including a ServiceAccount token's, work again. The cluster has
+// extra flags (an audit log) and an extra user, both kept across the restart.
 func TestAPIServerOutage(t *testing.T) {
-	c := Private(t)
+	dir := t.TempDir()
+	policy, auditLog := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit", "audit.log")
+	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Private(t,
+		WithAPIServerArgs("--audit-policy-file="+policy, "--audit-log-path="+auditLog),
+		WithUsers(User{Name: "alice", Groups: []string{"dev", "team a"}}))
 	bg := context.Background()
 	ns := UniqueName("kubetest")
 	c.CreateNamespace(t, ns, nil)
 	token := c.ServiceAccountToken(t, ns, "reader")
 	sa := clientFromKubeconfig(t, c.Kubeconfig(t, token))
+	alice := clientFromKubeconfig(t, c.Kubeconfig(t, c.Tokens["alice"]))
 
 	c.StopAPIServer(t)
 	if _, err := c.Client.CoreV1().Namespaces().Get(bg, ns, metav1.GetOptions{}); err == nil {
@@ -205,6 +217,30 @@ func TestAPIServerOutage(t *testing.T) {
 	_, err := sa.CoreV1().Pods(ns).List(bg, metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("list pods with the old token after the restart: %v, want Forbidden", err)
+	}
+
+	review, err := alice.AuthenticationV1().SelfSubjectReviews().Create(bg, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("alice's self subject review: %v", err)
+	}
+	if u := review.Status.UserInfo; u.Username != "alice" || !slices.Equal(u.Groups, []string{"dev", "team a", "system:authenticated"}) {
+		t.Errorf("alice is %q in %q, want alice in [dev, team a, system:authenticated]", u.Username, u.Groups)
+	}
+	// The audit flags were kept by the restart: alice's refused request is in the log.
+	if _, err := alice.CoreV1().Secrets(ns).List(bg, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("alice lists secrets: %v, want Forbidden (no role bound)", err)
+	}
+	b, err := os.ReadFile(auditLog)
+	if err != nil {
+		t.Fatalf("audit log of the restarted apiserver: %v", err)
+	}
+	want := `"requestURI":"/api/v1/namespaces/` + ns + `/secrets"`
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		found = found || strings.Contains(line, want) && strings.Contains(line, `"username":"alice"`)
+	}
+	if !found {
+		t.Errorf("no audit event of alice listing the secrets of %s in %s", ns, auditLog)
 	}
 }
 
