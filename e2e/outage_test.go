@@ -60,26 +60,39 @@ func TestUnreachableElasticsearch(t *testing.T) {
 // exists) is at offset 0: nothing was delivered, so no position may have moved.
 func (e *env) checkPositionsAtZero() {
 	e.t.Helper()
+	files, ok := e.positions()
+	if !ok {
+		return
+	}
+	for _, f := range files {
+		if f.Offset != 0 {
+			e.t.Errorf("positions.json: %s at offset %d although nothing was delivered", f.Path, f.Offset)
+		}
+	}
+	e.t.Logf("positions.json: %d files, none past offset 0", len(files))
+}
+
+// positionEntry is one file of data_dir/positions.json.
+type positionEntry struct {
+	Path   string `json:"path"`
+	Offset int64  `json:"offset"`
+}
+
+// positions reads data_dir/positions.json; ok is false when it does not exist (yet).
+func (e *env) positions() (files []positionEntry, ok bool) {
+	e.t.Helper()
 	b, err := os.ReadFile(filepath.Join(e.dataDir, "positions.json"))
 	if os.IsNotExist(err) {
-		return
+		return nil, false
 	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var pos struct {
-		Files []struct {
-			Path   string `json:"path"`
-			Offset int64  `json:"offset"`
-		} `json:"files"`
+		Files []positionEntry `json:"files"`
 	}
 	if err := json.Unmarshal(b, &pos); err != nil {
 		e.t.Fatalf("positions.json: %v: %s", err, truncate(string(b), 500))
 	}
-	for _, f := range pos.Files {
-		if f.Offset != 0 {
-			e.t.Errorf("positions.json: %s at offset %d although nothing was delivered", f.Path, f.Offset)
-		}
-	}
-	e.t.Logf("positions.json: %d files, none past offset 0", len(pos.Files))
+	return pos.Files, true
 }
