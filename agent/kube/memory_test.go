@@ -151,6 +151,10 @@ func realisticPod(ns, name string) *corev1.Pod {
 			TerminationMessagePath: "/dev/termination-log", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 			ImagePullPolicy: corev1.PullIfNotPresent}
 	}
+	initCtr := ctr("migrate", "registry.example.com/"+app+"/migrate:1.4.2")
+	initCtr.LivenessProbe, initCtr.ReadinessProbe, initCtr.Ports = nil, nil, nil // as the API wants
+	proxy := ctr("proxy", "envoyproxy/envoy:v1.30.1")
+	proxy.Ports = []corev1.ContainerPort{{Name: "admin", ContainerPort: 9901, Protocol: corev1.ProtocolTCP}}
 	started := metav1.NewTime(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC))
 	status := func(n, image string, init bool) corev1.ContainerStatus {
 		st := corev1.ContainerStatus{Name: n, Image: image, ImageID: image + "@sha256:" + strings.Repeat("ab", 32),
@@ -183,8 +187,8 @@ func realisticPod(ns, name string) *corev1.Pod {
 		},
 		Spec: corev1.PodSpec{
 			NodeName:       testNode,
-			InitContainers: []corev1.Container{ctr("migrate", "registry.example.com/"+app+"/migrate:1.4.2")},
-			Containers:     []corev1.Container{ctr("app", "registry.example.com/"+app+":1.4.2"), ctr("proxy", "envoyproxy/envoy:v1.30.1")},
+			InitContainers: []corev1.Container{initCtr},
+			Containers:     []corev1.Container{ctr("app", "registry.example.com/"+app+":1.4.2"), proxy},
 			Volumes: []corev1.Volume{
 				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: app + "-config"}}}},
 				{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
