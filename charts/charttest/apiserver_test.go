@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,8 +118,10 @@ func (a *applier) tryApply(t *testing.T, r rendered, ns string) (applied int, er
 }
 
 // TestApplyToAPIServer applies every object of every value set to a real kube-apiserver, which
-// validates them as `helm install` would have them validated, and reads the DaemonSet back to
-// check that the security settings were stored as rendered.
+// validates them as `helm install` would have them validated, and reads the DaemonSet (and the
+// audit webhook's Deployment) back to check that the security settings were stored as rendered.
+// A fixed audit webhook clusterIP is replaced by a free one of this apiserver, and the stored
+// Service must have the address the rendered webhook kubeconfig points at.
 func TestApplyToAPIServer(t *testing.T) {
 	c := kubetest.Env(t)
 	a := newApplier(t, c)
@@ -125,7 +129,11 @@ func TestApplyToAPIServer(t *testing.T) {
 		t.Run(vs.name, func(t *testing.T) {
 			ns := kubetest.UniqueName("chart")
 			c.CreateNamespace(t, ns, nil)
-			r := render(t, vs.values, kubetest.UniqueName("skiff"), ns)
+			vals := vs.values
+			if ip, _ := dig(vals, "auditWebhook", "service")["clusterIP"].(string); ip != "" {
+				vals = withValue(t, vals, freeClusterIP(t, c, ns), "auditWebhook", "service", "clusterIP")
+			}
+			r := render(t, vals, kubetest.UniqueName("skiff"), ns)
 			n := a.apply(t, r, ns)
 			skippable := 0
 			for _, o := range r.objects {
@@ -143,14 +151,87 @@ func TestApplyToAPIServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gotPod, wantPod := got.Spec.Template.Spec, want.Spec.Template.Spec
-			if !equality.Semantic.DeepEqual(gotPod.Containers[0].SecurityContext, wantPod.Containers[0].SecurityContext) ||
-				!equality.Semantic.DeepEqual(gotPod.SecurityContext, wantPod.SecurityContext) {
-				t.Errorf("stored security context differs from the rendered one:\n got %s %s\nwant %s %s",
-					js(gotPod.SecurityContext), js(gotPod.Containers[0].SecurityContext), js(wantPod.SecurityContext), js(wantPod.Containers[0].SecurityContext))
+			storedAsRendered(t, "DaemonSet", &got.Spec.Template.Spec, &want.Spec.Template.Spec)
+			if len(r.all("Deployment")) > 0 {
+				checkStoredWebhook(t, c, r, ns)
 			}
 		})
 	}
+}
+
+// storedAsRendered checks that the apiserver stored the pod's and the first container's
+// security contexts as rendered (no field dropped or defaulted into something else).
+func storedAsRendered(t *testing.T, kind string, got, want *corev1.PodSpec) {
+	t.Helper()
+	if !equality.Semantic.DeepEqual(got.Containers[0].SecurityContext, want.Containers[0].SecurityContext) ||
+		!equality.Semantic.DeepEqual(got.SecurityContext, want.SecurityContext) {
+		t.Errorf("%s: stored security context differs from the rendered one:\n got %s %s\nwant %s %s", kind,
+			js(got.SecurityContext), js(got.Containers[0].SecurityContext), js(want.SecurityContext), js(want.Containers[0].SecurityContext))
+	}
+}
+
+// checkStoredWebhook reads the applied audit webhook Deployment and Service back: the pod's
+// security settings are stored as rendered, and the kubeconfig's server is the stored Service
+// (its clusterIP, or its DNS name, and its port).
+func checkStoredWebhook(t *testing.T, c *kubetest.Cluster, r rendered, ns string) {
+	t.Helper()
+	ctx := testCtx(t)
+	var want appsv1.Deployment
+	into(t, r.one(t, "Deployment"), &want)
+	got, err := c.Client.AppsV1().Deployments(ns).Get(ctx, want.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedAsRendered(t, "Deployment", &got.Spec.Template.Spec, &want.Spec.Template.Spec)
+	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, want.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kubeconfig string
+	for _, o := range r.all("ConfigMap") {
+		if o.GetName() == want.Name+"-kubeconfig" {
+			var cm corev1.ConfigMap
+			into(t, o, &cm)
+			kubeconfig = cm.Data[kubeconfigKey]
+		}
+	}
+	u := kubeconfigServer(t, kubeconfig)
+	host := u.Hostname()
+	if net.ParseIP(host) == nil {
+		// A DNS name: <service>.<namespace>.svc resolves to the stored Service.
+		if host != svc.Name+"."+ns+".svc" {
+			t.Errorf("kubeconfig server host %s is not Service %s/%s's DNS name", host, ns, svc.Name)
+		}
+	} else if host != svc.Spec.ClusterIP {
+		t.Errorf("kubeconfig server host %s, the stored Service has clusterIP %s", host, svc.Spec.ClusterIP)
+	}
+	if u.Port() != strconv.Itoa(int(svc.Spec.Ports[0].Port)) {
+		t.Errorf("kubeconfig server port %s, the stored Service's is %d", u.Port(), svc.Spec.Ports[0].Port)
+	}
+	t.Cleanup(func() {
+		// Give a fixed address back: a shared apiserver outlives this test.
+		if err := c.Client.CoreV1().Services(ns).Delete(context.Background(), svc.Name, metav1.DeleteOptions{}); err != nil {
+			t.Logf("delete Service %s: %v", svc.Name, err)
+		}
+	})
+}
+
+// freeClusterIP returns a ClusterIP this apiserver just allocated and released (it allocates at
+// random from its range, so the address stays free for the moment a test needs it).
+func freeClusterIP(t *testing.T, c *kubetest.Cluster, ns string) string {
+	t.Helper()
+	ctx := testCtx(t)
+	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "ip-probe-"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 443}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().Services(ns).Delete(ctx, svc.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.ClusterIP
 }
 
 // TestAPIServerRejectsBrokenObjects shows the apply test has teeth: a misspelt field (strict

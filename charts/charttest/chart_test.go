@@ -47,9 +47,14 @@ func TestLint(t *testing.T) {
 // configOf returns the skiff configuration text of the rendered ConfigMap the DaemonSet mounts.
 func configOf(t *testing.T, r rendered) string {
 	t.Helper()
-	ds := r.daemonSet(t)
+	return mountedConfig(t, r, &r.daemonSet(t).Spec.Template.Spec)
+}
+
+// mountedConfig returns the skiff.yaml of the rendered ConfigMap that pod's "config" volume names.
+func mountedConfig(t *testing.T, r rendered, pod *corev1.PodSpec) string {
+	t.Helper()
 	cmName := ""
-	for _, v := range ds.Spec.Template.Spec.Volumes {
+	for _, v := range pod.Volumes {
 		if v.Name == "config" && v.ConfigMap != nil {
 			cmName = v.ConfigMap.Name
 		}
@@ -66,19 +71,18 @@ func configOf(t *testing.T, r rendered) string {
 		}
 		return text
 	}
-	t.Fatalf("the DaemonSet's config volume names ConfigMap %q, which is not rendered", cmName)
+	t.Fatalf("the pod's config volume names ConfigMap %q, which is not rendered", cmName)
 	return ""
 }
 
 // secretFile is where a Secret's key appears inside the skiff container.
 type secretFile struct{ secret, key string }
 
-// secretFiles maps every path in the skiff container that comes from a Secret (secret and
+// secretFiles maps every path in container c of pod that comes from a Secret (secret and
 // projected volumes) to the Secret and key it holds.
-func secretFiles(t *testing.T, ds *appsv1.DaemonSet) map[string]secretFile {
-	t.Helper()
+func secretFiles(pod *corev1.PodSpec, c *corev1.Container) map[string]secretFile {
 	vols := map[string]corev1.Volume{}
-	for _, v := range ds.Spec.Template.Spec.Volumes {
+	for _, v := range pod.Volumes {
 		vols[v.Name] = v
 	}
 	out := map[string]secretFile{}
@@ -87,7 +91,7 @@ func secretFiles(t *testing.T, ds *appsv1.DaemonSet) map[string]secretFile {
 			out[path.Join(dir, it.Path)] = secretFile{s.Name, it.Key}
 		}
 	}
-	for _, m := range skiffContainer(t, ds).VolumeMounts {
+	for _, m := range c.VolumeMounts {
 		v := vols[m.Name]
 		switch {
 		case v.Secret != nil:
@@ -105,16 +109,46 @@ func secretFiles(t *testing.T, ds *appsv1.DaemonSet) map[string]secretFile {
 
 func skiffContainer(t *testing.T, ds *appsv1.DaemonSet) *corev1.Container {
 	t.Helper()
-	for i := range ds.Spec.Template.Spec.Containers {
-		if c := &ds.Spec.Template.Spec.Containers[i]; c.Name == "skiff" {
+	return containerNamed(t, &ds.Spec.Template.Spec, "skiff")
+}
+
+func containerNamed(t *testing.T, pod *corev1.PodSpec, name string) *corev1.Container {
+	t.Helper()
+	for i := range pod.Containers {
+		if c := &pod.Containers[i]; c.Name == name {
 			return c
 		}
 	}
-	t.Fatal("no container named skiff")
+	t.Fatalf("no container named %s", name)
 	return nil
 }
 
-var fileKey = regexp.MustCompile(`(?m)^\s*-?\s*(api_key_file|password_file|ca_file): (.+)$`)
+// fileKey finds the configuration keys that name a secret file.
+var fileKey = regexp.MustCompile(`(?m)^\s*-?\s*(api_key_file|password_file|ca_file|tls_cert_file|tls_key_file|client_ca_file|token_file): (.+)$`)
+
+// standUpSecrets writes, under root, a file for every secret file the configuration text names,
+// each holding content(secret, key) of the Secret key mounted there (t fails when a named file
+// is not mounted from a Secret), and returns the text with the paths moved under root, and for
+// each config key the content written.
+func standUpSecrets(t *testing.T, root, text string, mounted map[string]secretFile, content func(secretFile) string) (string, map[string]string) {
+	t.Helper()
+	written := map[string]string{}
+	for _, m := range fileKey.FindAllStringSubmatch(text, -1) {
+		p := strings.Trim(m[2], `"'`)
+		sf, ok := mounted[p]
+		if !ok {
+			t.Fatalf("%s: %s is not a file mounted from a Secret (mounted: %v)", m[1], p, mounted)
+		}
+		written[m[1]] = content(sf)
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(written[m[1]]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.ReplaceAll(text, "/etc/skiff/secrets/", root+"/etc/skiff/secrets/"), written
+}
 
 // TestRenderedConfigIsValid: the ConfigMap of every value set passes skiff's own validation
 // (config.Parse, as `skiff validate` runs it), every *_file it names is a mounted Secret key, and
@@ -126,27 +160,11 @@ func TestRenderedConfigIsValid(t *testing.T) {
 			r := render(t, vs.values, goldenRelease, goldenNamespace)
 			text := configOf(t, r)
 			ds := r.daemonSet(t)
-			mounted := secretFiles(t, ds)
+			mounted := secretFiles(&ds.Spec.Template.Spec, skiffContainer(t, ds))
 
 			// Stand the mounted secrets up under a temporary root so Parse can read them, each
 			// holding a value that says which Secret and key it came from.
-			root := t.TempDir()
-			want := map[string]string{}
-			for _, m := range fileKey.FindAllStringSubmatch(text, -1) {
-				p := strings.Trim(m[2], `"'`)
-				sf, ok := mounted[p]
-				if !ok {
-					t.Fatalf("%s: %s is not a file mounted from a Secret (mounted: %v)", m[1], p, mounted)
-				}
-				want[m[1]] = "from " + sf.secret + "/" + sf.key
-				if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(root, p), []byte(want[m[1]]+"\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			local := strings.ReplaceAll(text, "/etc/skiff/secrets/", root+"/etc/skiff/secrets/")
+			local, want := standUpSecrets(t, t.TempDir(), text, mounted, secretOrigin)
 			t.Setenv("NODE_NAME", "node-1")
 			cfg, err := config.Parse([]byte(local))
 			if err != nil {
@@ -157,10 +175,10 @@ func TestRenderedConfigIsValid(t *testing.T) {
 				if o.Type != "elasticsearch" {
 					continue
 				}
-				if w, ok := want["api_key_file"]; ok && o.APIKey != w {
+				if w, ok := want["api_key_file"]; ok && o.APIKey+"\n" != w {
 					t.Errorf("outputs %s: api key %q, want the content of %s", o.Name, o.APIKey, w)
 				}
-				if w, ok := want["password_file"]; ok && o.Password != w {
+				if w, ok := want["password_file"]; ok && o.Password+"\n" != w {
 					t.Errorf("outputs %s: password %q, want the content of %s", o.Name, o.Password, w)
 				}
 				if len(o.Hosts) == 0 {
@@ -191,6 +209,9 @@ func TestRenderedConfigIsValid(t *testing.T) {
 	}
 }
 
+// secretOrigin is the content standUpSecrets gives a file: which Secret and key it came from.
+func secretOrigin(sf secretFile) string { return "from " + sf.secret + "/" + sf.key + "\n" }
+
 func underMount(glob string, mounts map[string]corev1.VolumeMount) bool {
 	for p := range mounts {
 		if strings.HasPrefix(glob, strings.TrimSuffix(p, "/")+"/") {
@@ -219,13 +240,8 @@ func TestSecurityContext(t *testing.T) {
 				Privileged:               new(false),
 				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			}
-			if !equality.Semantic.DeepEqual(c.SecurityContext, want) {
-				t.Errorf("container securityContext:\n got %s\nwant %s", js(c.SecurityContext), js(want))
-			}
 			wantPod := &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
-			if !equality.Semantic.DeepEqual(pod.SecurityContext, wantPod) {
-				t.Errorf("pod securityContext:\n got %s\nwant %s", js(pod.SecurityContext), js(wantPod))
-			}
+			expectSecurity(t, &pod, c, wantPod, want)
 			if pod.HostNetwork || pod.HostPID || pod.HostIPC {
 				t.Error("pod shares a host namespace")
 			}
@@ -293,6 +309,17 @@ func TestSecurityContext(t *testing.T) {
 				t.Errorf("resources %s: want memory request and limit, CPU request", js(c.Resources))
 			}
 		})
+	}
+}
+
+// expectSecurity compares the security contexts of pod and its container c with the wanted ones.
+func expectSecurity(t *testing.T, pod *corev1.PodSpec, c *corev1.Container, wantPod *corev1.PodSecurityContext, want *corev1.SecurityContext) {
+	t.Helper()
+	if !equality.Semantic.DeepEqual(c.SecurityContext, want) {
+		t.Errorf("container securityContext:\n got %s\nwant %s", js(c.SecurityContext), js(want))
+	}
+	if !equality.Semantic.DeepEqual(pod.SecurityContext, wantPod) {
+		t.Errorf("pod securityContext:\n got %s\nwant %s", js(pod.SecurityContext), js(wantPod))
 	}
 }
 
@@ -377,6 +404,25 @@ func TestSchemaMatchesConfig(t *testing.T) {
 	}
 	cfgSchema := dig(schema, "properties", "config")
 	compareSchema(t, "config", cfgSchema, reflect.TypeFor[config.Config]())
+	// The audit webhook's configuration is a skiff configuration file too: the same schema.
+	if ref := dig(schema, "properties", "auditWebhook", "properties", "config")["$ref"]; ref != "#/properties/config" {
+		t.Errorf("auditWebhook.config: $ref %v, want #/properties/config", ref)
+	}
+}
+
+// yamlFields collects the yaml keys of struct type typ and their types into fields, with the
+// keys of `yaml:",inline"` structs (config.WebhookInput in config.Input) as typ's own, as
+// skiff's decoder reads them.
+func yamlFields(typ reflect.Type, fields map[string]reflect.Type) {
+	for f := range typ.Fields() {
+		tag, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case tag == "" && opts == "inline" && f.Type.Kind() == reflect.Struct:
+			yamlFields(f.Type, fields)
+		case tag != "" && tag != "-":
+			fields[tag] = f.Type
+		}
+	}
 }
 
 func dig(m map[string]any, keys ...string) map[string]any {
@@ -400,12 +446,7 @@ func compareSchema(t *testing.T, key string, s map[string]any, typ reflect.Type)
 	}
 	props := dig(s, "properties")
 	fields := map[string]reflect.Type{}
-	for f := range typ.Fields() {
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if tag != "" && tag != "-" {
-			fields[tag] = f.Type
-		}
-	}
+	yamlFields(typ, fields)
 	for name, ft := range fields {
 		sub, ok := props[name].(map[string]any)
 		if !ok {

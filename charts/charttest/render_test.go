@@ -265,6 +265,13 @@ func TestValuesRejectedBySchema(t *testing.T) {
 		{"relative host path", "hostPaths:\n  logs: var/log\n", "logs"},
 		{"secret without key", "elasticsearch:\n  apiKeySecret:\n    name: x\n    key: \"\"\n", "key"},
 		{"unknown top-level value", "replicas: 3\n", "replicas"},
+		{"tail input without paths", "config:\n  inputs:\n    - name: c\n      type: containers\n", "paths"},
+		{"misspelt webhook input key", "auditWebhook:\n  config:\n    inputs:\n      - name: w\n        type: audit_webhook\n        tls_cert: /x\n", "tls_cert"},
+		{"webhook listen without port", "auditWebhook:\n  config:\n    inputs:\n      - name: w\n        type: audit_webhook\n        listen: localhost\n", "listen"},
+		{"unknown auditWebhook value", "auditWebhook:\n  replicas: 2\n", "replicas"},
+		{"webhook service port", "auditWebhook:\n  service:\n    port: 0\n", "port"},
+		{"relative kubeconfig dir", "auditWebhook:\n  kubeconfig:\n    dir: etc/kubernetes\n", "dir"},
+		{"kubeconfig server over http", "auditWebhook:\n  kubeconfig:\n    server: http://10.0.0.1/\n", "server"},
 	}
 	c := loadChart(t)
 	for _, tc := range tests {
