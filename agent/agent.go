@@ -38,7 +38,8 @@ import (
 type Plugins struct {
 	// NewParser picks the parser for a container log file from its first line.
 	NewParser tail.NewParser
-	// NewOutput builds the output described by o. dataDir is the agent's data_dir.
+	// NewOutput builds the output described by o. dataDir is the agent's data_dir; log is the
+	// agent's logger as is: outputs name themselves in their logs (an "output" attribute).
 	NewOutput func(o config.Output, dataDir string, log *slog.Logger) (Output, error)
 	// NewAuditParser creates a parser of audit.k8s.io/v1 Event lines (parsers/audit) whose
 	// events are cut to maxEventBytes (0: the parser's default). Needed by audit_webhook inputs.
@@ -92,7 +93,7 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 	a.store = store
 	var matches [][]string
 	for i, oc := range cfg.Outputs {
-		o, err := p.NewOutput(oc, cfg.DataDir, log.With("output", oc.Name))
+		o, err := p.NewOutput(oc, cfg.DataDir, log)
 		if err != nil {
 			return nil, fmt.Errorf("outputs[%d] (%s): %w", i, oc.Name, err)
 		}
@@ -205,7 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startWebhooks(ctx, &tailWG)
 	a.ready.Store(true)
-	a.log.Info("skiff running", "inputs", len(a.tailers), "outputs", len(a.outputs), "data_dir", a.cfg.DataDir)
+	a.log.Info("skiff running", "inputs", len(a.tailers)+len(a.webhooks), "outputs", len(a.outputs), "data_dir", a.cfg.DataDir)
 
 	<-ctx.Done()
 	a.ready.Store(false)
