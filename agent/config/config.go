@@ -82,6 +82,11 @@ type Output struct {
 	TLSInsecure  bool     `yaml:"tls_insecure"`
 	Workers      int      `yaml:"workers"`
 	Compression  bool     `yaml:"compression"`
+	// FallbackAfter is how long Elasticsearch must have been unreachable before batches go to
+	// the fallback spool under data_dir (default 30s).
+	FallbackAfter Duration `yaml:"fallback_after"`
+	// SpoolMaxBytes bounds the fallback spool (default 1GiB); when full, sending blocks.
+	SpoolMaxBytes ByteSize `yaml:"spool_max_bytes"`
 
 	// File.
 	Path string `yaml:"path"`
@@ -420,6 +425,12 @@ func (o *Output) validateElasticsearch(key string) []error {
 	if o.Workers < 0 {
 		errs = append(errs, errAt(key+".workers", "must not be negative"))
 	}
+	if o.FallbackAfter < 0 {
+		errs = append(errs, errAt(key+".fallback_after", "must not be negative"))
+	}
+	if o.SpoolMaxBytes < 0 {
+		errs = append(errs, errAt(key+".spool_max_bytes", "must not be negative"))
+	}
 	return append(errs, o.onlyFor(key, "elasticsearch")...)
 }
 
@@ -442,6 +453,8 @@ func (o *Output) onlyFor(key, typ string) []error {
 	check("tls_insecure", o.TLSInsecure, "elasticsearch")
 	check("workers", o.Workers != 0, "elasticsearch")
 	check("compression", o.Compression, "elasticsearch")
+	check("fallback_after", o.FallbackAfter != 0, "elasticsearch")
+	check("spool_max_bytes", o.SpoolMaxBytes != 0, "elasticsearch")
 	check("path", o.Path != "", "file")
 	return errs
 }

@@ -28,6 +28,8 @@ func newOutput(o config.Output, dataDir string, log *slog.Logger) (agent.Output,
 			Workers:       o.Workers,
 			QueueRecords:  o.QueueRecords,
 			Compression:   o.Compression,
+			FallbackAfter: o.FallbackAfter.D(),
+			SpoolMaxBytes: int64(o.SpoolMaxBytes),
 			DataDir:       dataDir,
 			Logger:        log,
 		})

@@ -20,6 +20,8 @@ const (
 	DefaultQueueRecords  = 16384
 	DefaultMaxBackoff    = 30 * time.Second
 	DefaultTimeout       = 60 * time.Second
+	DefaultFallbackAfter = 30 * time.Second
+	DefaultSpoolMaxBytes = 1 << 30
 )
 
 // Config configures one Elasticsearch output. Secrets (APIKey, Password) are read from files or
@@ -67,6 +69,13 @@ type Config struct {
 	// InstallTemplates installs the index template skiff-<name> at start. nil means true: a
 	// pointer, so that an unset field gets the default.
 	InstallTemplates *bool
+	// FallbackAfter is how long bulk requests must have been failing with retryable errors
+	// (connection errors, timeouts, 5xx, 429 on the whole request) before workers write what
+	// they hold to the fallback spool, DataDir/spool/<name>/, instead of retrying. Default 30s.
+	FallbackAfter time.Duration
+	// SpoolMaxBytes bounds the spool's size on disk; when it is full, workers keep retrying
+	// and Send blocks. Default 1 GiB.
+	SpoolMaxBytes int64
 
 	// Logger receives the output's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -85,6 +94,8 @@ func DefaultConfig() Config {
 		MaxBackoff:       DefaultMaxBackoff,
 		Timeout:          DefaultTimeout,
 		InstallTemplates: &install,
+		FallbackAfter:    DefaultFallbackAfter,
+		SpoolMaxBytes:    DefaultSpoolMaxBytes,
 	}
 }
 
@@ -102,6 +113,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxBackoff, d.MaxBackoff)
 	setDefault(&c.Timeout, d.Timeout)
 	setDefault(&c.InstallTemplates, d.InstallTemplates)
+	setDefault(&c.FallbackAfter, d.FallbackAfter)
+	setDefault(&c.SpoolMaxBytes, d.SpoolMaxBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -168,6 +181,12 @@ func (c *Config) validate() error {
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout: must be positive")
+	}
+	if c.FallbackAfter < 0 {
+		return fmt.Errorf("fallback_after: must be positive")
+	}
+	if c.SpoolMaxBytes < 0 {
+		return fmt.Errorf("spool_max_bytes: must be positive")
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("data_dir: required (rejected documents are written there)")
