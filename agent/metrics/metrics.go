@@ -132,3 +132,22 @@ var (
 )
 
 func init() { Registry.MustRegister(AuditTruncatedEvents) }
+
+// Elasticsearch fallback spool (outputs/elasticsearch).
+var (
+	// SpoolBytes is the size of an Elasticsearch output's fallback spool files, by output.
+	SpoolBytes = gauge("skiff_spool_bytes", "Bytes in the Elasticsearch fallback spool (spooled, not yet replayed), by output.", "output")
+	// SpoolFiles is the number of fallback spool files, by output.
+	SpoolFiles = gauge("skiff_spool_files", "Files in the Elasticsearch fallback spool, by output.", "output")
+	// SpoolFull is 1 while an output's spool has reached spool_max_bytes (sending blocks), else 0.
+	SpoolFull = gauge("skiff_spool_full", "1 while the Elasticsearch fallback spool is full and sending blocks, by output.", "output")
+	// SpoolRecords counts records written to the fallback spool, by output.
+	SpoolRecords = counter("skiff_spool_records_total", "Records written (and fsynced) to the Elasticsearch fallback spool, by output.", "output")
+	// ReplayedRecords counts spooled records acknowledged by Elasticsearch on replay (indexed,
+	// already present, or rejected to the dead-letter file), by output.
+	ReplayedRecords = counter("skiff_spool_replayed_records_total", "Spooled records replayed to Elasticsearch and acknowledged, by output.", "output")
+)
+
+func init() {
+	Registry.MustRegister(SpoolBytes, SpoolFiles, SpoolFull, SpoolRecords, ReplayedRecords)
+}

@@ -78,3 +78,14 @@ func documentOf(item []byte) []byte {
 	}
 	return nil
 }
+
+// actionOf returns the action line of an encoded bulk item (its first line, without the
+// newline).
+func actionOf(item []byte) []byte {
+	for i, c := range item {
+		if c == '\n' {
+			return item[:i]
+		}
+	}
+	return item
+}

@@ -40,7 +40,10 @@ type Output struct {
 	client *elasticsearch.Client
 	index  *template.Template
 	dead   deadLetter
+	spool  *spool
 	m      outMetrics
+	// replayEvery is how often the replayer looks at the spool (tests shorten it).
+	replayEvery time.Duration
 	// base is the first retry delay (baseBackoff; tests shorten it).
 	base time.Duration
 	// onBackoff, when set by tests, sees every retry delay chosen.
@@ -76,13 +79,14 @@ type Output struct {
 	// failed counts records finished with event.Failed, for Close's error.
 	failed atomic.Int64
 	// failingSince is the UnixNano time of the first of the current streak of failed requests
-	// (connection errors, 429/5xx on the whole request), 0 while requests succeed. It is what the
-	// fallback spool will consult to decide that Elasticsearch has been unreachable long enough.
+	// (connection errors, 429/5xx on the whole request), 0 while requests succeed. Workers spool
+	// once it is older than FallbackAfter; the replayer probes Elasticsearch while it is set.
 	failingSince atomic.Int64
 }
 
 type outMetrics struct {
 	delivered, rejected, failed prometheus.Counter
+	spooled                     prometheus.Counter
 	retries                     prometheus.Counter
 	reqOK, reqErr               prometheus.Counter
 	latency                     prometheus.Observer
@@ -134,11 +138,15 @@ func New(cfg Config) (*Output, error) {
 		client: client,
 		index:  idx,
 		dead:   deadLetter{dir: deadLetterDir(cfg.DataDir), name: name},
+		spool:  newSpool(cfg.DataDir, name, cfg.SpoolMaxBytes, cfg.Logger),
 		base:   baseBackoff,
+
+		replayEvery: defaultReplayEvery,
 		m: outMetrics{
 			delivered: metrics.OutputRecords.WithLabelValues(name, event.Delivered.String()),
 			rejected:  metrics.OutputRecords.WithLabelValues(name, event.Rejected.String()),
 			failed:    metrics.OutputRecords.WithLabelValues(name, event.Failed.String()),
+			spooled:   metrics.OutputRecords.WithLabelValues(name, event.Spooled.String()),
 			retries:   metrics.OutputRetries.WithLabelValues(name),
 			reqOK:     metrics.OutputRequests.WithLabelValues(name, "ok"),
 			reqErr:    metrics.OutputRequests.WithLabelValues(name, "error"),
@@ -275,6 +283,8 @@ func (o *Output) countResolved(s event.Status, n int) {
 	case event.Failed:
 		o.m.failed.Add(float64(n))
 		o.failed.Add(int64(n))
+	case event.Spooled:
+		o.m.spooled.Add(float64(n))
 	}
 }
 
@@ -314,15 +324,23 @@ func (o *Output) Run(ctx context.Context) error {
 	} else {
 		o.openGate()
 	}
+	if err := o.spool.load(); err != nil {
+		log.Error("fallback spool unreadable; files in it are not replayed until restart", "output", o.cfg.Name, "error", err)
+	}
+	var replay sync.WaitGroup
+	replay.Go(newReplayer(o).run)
 	var workers sync.WaitGroup
 	for range o.cfg.Workers {
 		w := newWorker(o)
 		workers.Go(w.run)
 	}
 	workers.Wait()
-	// Nothing is held any more: a template install still retrying has no one to wait for it.
+	// Nothing is held any more: a template install still retrying has no one to wait for it;
+	// the replayer leaves the spool files for the next run.
 	o.abort()
 	installer.Wait()
+	replay.Wait()
+	o.spool.close()
 	o.finishRun()
 	return nil
 }
@@ -401,18 +419,6 @@ func (o *Output) backoff(attempt int) time.Duration {
 	}
 	half := d / 2
 	return half + time.Duration(rand.Int64N(int64(d-half)+1))
-}
-
-// giveUp is where a worker that could not deliver decides to stop retrying its items for now
-// and finish them another way. Today that happens only when the output is aborted (Close's
-// deadline passed or Run's context ended): the items are Failed and will be read again after a
-// restart. The fallback spool hooks in here: once failingSince is older than fallback_after, it
-// writes the items to the spool and finishes them as event.Spooled.
-func (o *Output) giveUp() (event.Status, bool) {
-	if o.aborted() {
-		return event.Failed, true
-	}
-	return 0, false
 }
 
 // requestFailed and requestSucceeded track the streak of failed requests for giveUp.

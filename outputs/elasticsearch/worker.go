@@ -70,6 +70,9 @@ type worker struct {
 	lines []byte // dead-letter lines being written
 	gz    *gzip.Writer
 	zbuf  bytes.Buffer
+	// replay: the worker re-sends spool members (items without a job) and never spools;
+	// stopped: its last deliver ended because the output is closing or aborted.
+	replay, stopped bool
 }
 
 func newWorker(o *Output) *worker {
@@ -157,8 +160,7 @@ func (w *worker) deliver(pending []item) {
 	o := w.o
 	for attempt := 0; len(pending) > 0; attempt++ {
 		if attempt > 0 {
-			if s, ok := o.giveUp(); ok {
-				w.finishItems(pending, s)
+			if w.giveUp(pending) {
 				return
 			}
 			d := o.backoff(attempt)
@@ -381,8 +383,8 @@ func (w *worker) settle(pending []item) []item {
 			w.finish(p.j, p.i, event.Rejected)
 		}
 	}
-	o.countResolved(event.Delivered, delivered)
-	o.countResolved(event.Rejected, rejected)
+	w.count(event.Delivered, delivered)
+	w.count(event.Rejected, rejected)
 	if delivered+rejected == len(pending) {
 		return pending[:0]
 	}
@@ -421,15 +423,21 @@ func (w *worker) deadLetter(pending []item) int {
 			continue
 		}
 		n++
-		rec := p.j.b.Records[p.i]
 		b := append(w.lines, `{"@timestamp":"`...)
 		b = now.AppendFormat(b, time.RFC3339Nano)
 		b = append(b, `","output":`...)
 		b = appendQuoted(b, w.o.cfg.Name)
-		b = append(b, `,"index":"`...)
-		b = w.o.index.Append(b, rec)
-		b = append(b, `","_id":`...)
-		b = appendRecordID(b, rec)
+		if p.j != nil {
+			rec := p.j.b.Records[p.i]
+			b = append(b, `,"index":"`...)
+			b = w.o.index.Append(b, rec)
+			b = append(b, `","_id":`...)
+			b = appendRecordID(b, rec)
+		} else {
+			// A replayed spool item: its action line names index and id.
+			b = append(b, `,"action":`...)
+			b = append(b, actionOf(w.body[p.off:p.end])...)
+		}
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(r.status), 10)
 		b = append(b, `,"error":`...)
@@ -471,6 +479,9 @@ func (w *worker) readError(body io.Reader, status int) (obj []byte, fromES bool)
 // finish records that record i of j ended with status s, and finishes j's batch when it was
 // the last one. Metrics are counted by the caller.
 func (w *worker) finish(j *job, i int, s event.Status) {
+	if j == nil {
+		return // a replayed spool item: no batch waits for it
+	}
 	if s != event.Delivered {
 		if j.state == nil {
 			j.state = make([]event.Status, len(j.b.Records))
@@ -488,7 +499,56 @@ func (w *worker) finishItems(items []item, s event.Status) {
 	for _, p := range items {
 		w.finish(p.j, p.i, s)
 	}
-	w.o.countResolved(s, len(items))
+	w.count(s, len(items))
+}
+
+// count counts n records finished with s: as the output's, or, on the replay worker, as
+// replayed when they were acknowledged.
+func (w *worker) count(s event.Status, n int) {
+	if !w.replay {
+		w.o.countResolved(s, n)
+	} else if s == event.Delivered || s == event.Rejected {
+		w.o.spool.replayed.Add(float64(n))
+	}
+}
+
+// giveUp decides whether to stop retrying pending for now, having finished its items (or, on
+// the replay worker, left them to the spool file, setting stopped). The output aborted: they are
+// Failed, and read again after a restart. Requests failing with retryable errors for longer than
+// FallbackAfter: they are written to the fallback spool as one member and finished Spooled,
+// unless the spool is full, in which case retrying goes on and Send blocks.
+func (w *worker) giveUp(pending []item) bool {
+	o := w.o
+	if w.replay {
+		select {
+		case <-o.closing:
+			w.stopped = true
+		case <-o.abortCtx.Done():
+			w.stopped = true
+		default:
+		}
+		return w.stopped
+	}
+	if o.aborted() {
+		w.finishItems(pending, event.Failed)
+		return true
+	}
+	since := o.failingSince.Load()
+	if since == 0 || time.Since(time.Unix(0, since)) < o.cfg.FallbackAfter {
+		return false
+	}
+	body := w.body[pending[0].off:pending[len(pending)-1].end]
+	ok, err := o.spool.write(body, len(pending))
+	if err != nil {
+		o.cfg.Logger.Error("write to the fallback spool failed; retrying Elasticsearch", "output", o.cfg.Name,
+			"items", len(pending), "error", err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	w.finishItems(pending, event.Spooled)
+	return true
 }
 
 // failHeld fails the records of the partly encoded job, when the worker exits aborted.
@@ -511,7 +571,7 @@ func (o *Output) finishJob(j *job) {
 	b := j.b
 	o.m.queued.Sub(float64(b.Len()))
 	if state := j.state; state != nil {
-		for _, s := range [...]event.Status{event.Rejected, event.Failed} {
+		for _, s := range [...]event.Status{event.Rejected, event.Failed, event.Spooled} {
 			part := b.Split(func(i int, _ *event.Record) bool { return state[i] != s })
 			n := 0
 			for _, x := range state {
