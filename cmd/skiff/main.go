@@ -47,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
 	case "blackhole":
 		return cmdBlackhole(stdout)
 	case "version", "--version", "-v":
@@ -70,6 +72,9 @@ func usage(w io.Writer) {
                                  (and to Elasticsearch at URL), then exit
   skiff bench [--size 1GiB] [--runs 3] [--gzip] [--es URL]
                                  measure the whole pipeline into a blackhole _bulk endpoint
+  skiff replay --config FILE --dir DIR
+                                 re-send fallback spool files from DIR to the config's
+                                 first elasticsearch output, then exit
   skiff version
 `)
 }
