@@ -22,7 +22,6 @@ package kubetest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -39,10 +38,11 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/skiff-logs/skiff/internal/kubetest/kubeobj"
 )
 
 // NodeName is the node CreatePod binds a pod to when its spec names none.
@@ -308,23 +308,17 @@ func ctx(tb testing.TB) context.Context {
 // namespace is never deleted (it could not finish terminating); name must be fresh: UniqueName.
 func (c *Cluster) CreateNamespace(tb testing.TB, name string, labels map[string]string) *corev1.Namespace {
 	tb.Helper()
-	ns, err := c.Client.CoreV1().Namespaces().Create(ctx(tb), &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-	}, metav1.CreateOptions{})
+	ns, err := kubeobj.CreateNamespace(ctx(tb), c.Client, name, labels)
 	if err != nil {
-		tb.Fatalf("create namespace %s: %v", name, err)
+		tb.Fatal(err)
 	}
-	c.ensureServiceAccount(tb, name, "default")
 	return ns
 }
 
 func (c *Cluster) ensureServiceAccount(tb testing.TB, ns, name string) {
 	tb.Helper()
-	_, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx(tb), &corev1.ServiceAccount{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-	}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		tb.Fatalf("create service account %s/%s: %v", ns, name, err)
+	if err := kubeobj.EnsureServiceAccount(ctx(tb), c.Client, ns, name); err != nil {
+		tb.Fatal(err)
 	}
 }
 
@@ -332,73 +326,30 @@ func (c *Cluster) ensureServiceAccount(tb testing.TB, ns, name string) {
 // containers need a name and an image; nothing pulls or runs them.
 func (c *Cluster) CreatePod(tb testing.TB, ns string, pod *corev1.Pod) *corev1.Pod {
 	tb.Helper()
-	p := pod.DeepCopy()
-	p.Namespace = ns
+	p := pod
 	if p.Spec.NodeName == "" {
+		p = pod.DeepCopy()
 		p.Spec.NodeName = NodeName
 	}
-	created, err := c.Client.CoreV1().Pods(ns).Create(ctx(tb), p, metav1.CreateOptions{})
+	created, err := kubeobj.CreatePod(ctx(tb), c.Client, ns, p)
 	if err != nil {
-		tb.Fatalf("create pod %s/%s: %v", ns, p.Name, err)
+		tb.Fatal(err)
 	}
 	return created
 }
 
 // ContainerID returns the ID MarkPodRunning gives a container: 64 hex digits derived from the
 // namespace, pod and container names, as a runtime would put in a log file name.
-func ContainerID(ns, pod, container string) string {
-	sum := sha256.Sum256([]byte(ns + "/" + pod + "/" + container))
-	return hex.EncodeToString(sum[:])
-}
+func ContainerID(ns, pod, container string) string { return kubeobj.ContainerID(ns, pod, container) }
 
 // MarkPodRunning sets what a kubelet would report for a started pod: phase Running, podIP ip,
 // init containers terminated with exit code 0 and containers running, each with container ID
 // "containerd://"+ContainerID(ns, name, container). It returns the updated pod.
 func (c *Cluster) MarkPodRunning(tb testing.TB, ns, name, ip string) *corev1.Pod {
 	tb.Helper()
-	pods := c.Client.CoreV1().Pods(ns)
-	pod, err := pods.Get(ctx(tb), name, metav1.GetOptions{})
+	updated, err := kubeobj.MarkPodRunning(ctx(tb), c.Client, ns, name, ip)
 	if err != nil {
-		tb.Fatalf("get pod %s/%s: %v", ns, name, err)
-	}
-	now := metav1.Now()
-	status := func(ct corev1.Container, init bool) corev1.ContainerStatus {
-		s := corev1.ContainerStatus{
-			Name:        ct.Name,
-			Image:       ct.Image,
-			ImageID:     ct.Image,
-			ContainerID: "containerd://" + ContainerID(ns, name, ct.Name),
-			Ready:       !init,
-			Started:     new(!init),
-		}
-		if init {
-			s.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now, ContainerID: s.ContainerID}
-		} else {
-			s.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
-		}
-		return s
-	}
-	pod.Status = corev1.PodStatus{
-		Phase:     corev1.PodRunning,
-		HostIP:    "10.0.0.1",
-		HostIPs:   []corev1.HostIP{{IP: "10.0.0.1"}},
-		PodIP:     ip,
-		PodIPs:    []corev1.PodIP{{IP: ip}},
-		StartTime: &now,
-		Conditions: []corev1.PodCondition{
-			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		},
-	}
-	for _, ct := range pod.Spec.InitContainers {
-		pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, status(ct, true))
-	}
-	for _, ct := range pod.Spec.Containers {
-		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, status(ct, false))
-	}
-	updated, err := pods.UpdateStatus(ctx(tb), pod, metav1.UpdateOptions{})
-	if err != nil {
-		tb.Fatalf("update status of pod %s/%s: %v", ns, name, err)
+		tb.Fatal(err)
 	}
 	return updated
 }
@@ -407,9 +358,8 @@ func (c *Cluster) MarkPodRunning(tb testing.TB, ns, name, ip string) *corev1.Pod
 // deletion). A pod already gone is not an error.
 func (c *Cluster) DeletePod(tb testing.TB, ns, name string) {
 	tb.Helper()
-	err := c.Client.CoreV1().Pods(ns).Delete(ctx(tb), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
-	if err != nil && !apierrors.IsNotFound(err) {
-		tb.Fatalf("delete pod %s/%s: %v", ns, name, err)
+	if err := kubeobj.DeletePod(ctx(tb), c.Client, ns, name); err != nil {
+		tb.Fatal(err)
 	}
 }
 
