@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ES      ?=
 FUZZTIME ?= 60s
 
-.PHONY: build run test unit e2e kube bench bench-pipeline fuzz lint clean
+.PHONY: build run test unit e2e kube bench bench-pipeline bench-kube fuzz lint clean
 
 build: ## bin/skiff, a static binary
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
@@ -35,6 +35,12 @@ bench: ## Go benchmarks of each stage, then the whole pipeline into a blackhole 
 
 bench-pipeline: build ## whole pipeline over a generated ~1 GiB CRI file into a blackhole _bulk endpoint
 	./bin/skiff bench --size 1GiB
+
+bench-kube: build kube ## the pipeline with Kubernetes enrichment (500 pods on the node, 200 namespaces) against a kube-apiserver of its own
+	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/skiff-bench-kube.XXXXXX") || exit 1; \
+	trap 'scripts/kube.sh stop "$$dir"; rm -rf "$$dir"' EXIT; trap 'exit 130' INT TERM; \
+	SKIFF_KUBE_OWNER=$$$$ scripts/kube.sh start "$$dir" >/dev/null && \
+	./bin/skiff bench --kube-dir "$$dir" --pods 500 --namespaces 200 --size 256MiB --runs 3
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
 	@for pkg in $$($(GO) list ./...); do \

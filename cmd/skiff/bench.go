@@ -6,35 +6,47 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/skiff-logs/skiff/agent"
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/internal/loggen"
 )
 
 // cmdBench measures the whole pipeline — tail → CRI parse → route → bulk encoding → HTTP POST —
-// on a generated CRI file (mean line ~317 B) into a blackhole _bulk endpoint that runs in a child
+// on generated CRI files (mean line ~317 B) into a blackhole _bulk endpoint that runs in a child
 // process, so that only skiff's own CPU time and memory are counted. It prints one row per run
 // and the medians.
+//
+// With --kube-dir DIR (a kube-apiserver started by `scripts/kube.sh start DIR`) it also enriches
+// records with Kubernetes metadata: it fills the apiserver with --namespaces namespaces and --pods
+// running pods on one node (kube_bench.go), writes one log file per pod in the kubelet layout,
+// and runs the agent with kubernetes.enabled for that node. Each row then also tells how long
+// the informers took to sync, the Go heap after the sync and how many files' pods were found.
 func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	sizeText := fs.String("size", "1GiB", "size of the generated CRI file")
+	sizeText := fs.String("size", "1GiB", "total size of the generated CRI files")
 	runs := fs.Int("runs", 3, "runs; the medians are reported")
-	files := fs.Int("files", 1, "number of files the size is spread over")
+	files := fs.Int("files", 1, "number of files the size is spread over (with --kube-dir: one per pod)")
 	es := fs.String("es", "", "a real Elasticsearch URL instead of the blackhole")
 	compression := fs.Bool("gzip", false, "gzip-compress bulk requests")
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "skiff-bench"), "where the generated input is kept between runs")
+	kubeDir := fs.String("kube-dir", "", "directory of a kube-apiserver started by scripts/kube.sh start DIR: enrich records from it")
+	pods := fs.Int("pods", 500, "with --kube-dir: running pods on the node, one log file each")
+	namespaces := fs.Int("namespaces", 200, "with --kube-dir: namespaces the pods are spread over")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -43,11 +55,38 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "skiff bench: --size:", err)
 		return 2
 	}
+	if *kubeDir != "" {
+		filesSet := false
+		fs.Visit(func(f *flag.Flag) { filesSet = filesSet || f.Name == "files" })
+		switch {
+		case *pods < 1 || *namespaces < 1 || *namespaces > *pods:
+			fmt.Fprintln(stderr, "skiff bench: want 1 <= --namespaces <= --pods")
+			return 2
+		case filesSet && *files != *pods:
+			fmt.Fprintln(stderr, "skiff bench: with --kube-dir there is one file per pod: leave --files out")
+			return 2
+		}
+		*files = *pods
+	}
+	if *files < 1 || size < int64(*files) {
+		fmt.Fprintln(stderr, "skiff bench: want 1 <= --files <= --size in bytes")
+		return 2
+	}
 	inputDir := filepath.Join(*dir, fmt.Sprintf("cri-%d-%d", size, *files))
 	lines, err := benchInput(inputDir, size, *files)
 	if err != nil {
 		fmt.Fprintln(stderr, "skiff bench:", err)
 		return 1
+	}
+	mode := benchMode{glob: filepath.Join(inputDir, "*.log")}
+	if *kubeDir != "" {
+		kb, err := setupKubeBench(context.Background(), *kubeDir, inputDir, *dir, *pods, *namespaces, stdout)
+		if err != nil {
+			fmt.Fprintln(stderr, "skiff bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(kb.root)
+		mode = kb.mode()
 	}
 	url := *es
 	if url == "" {
@@ -60,27 +99,54 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		url = u
 	}
 	fmt.Fprintf(stdout, "input: %d lines, %.0f MiB in %d file(s); output: %s (gzip=%v)\n", lines, float64(size)/(1<<20), *files, url, *compression)
-	fmt.Fprintf(stdout, "%-4s %12s %10s %14s %12s\n", "run", "records/s", "MiB/s", "rec/CPU-s", "cpu-s")
-	var rps, mibs, rpc []float64
+	fmt.Fprintf(stdout, "peak RSS before the runs: %.1f MiB\n", maxRSSMiB())
+	header := fmt.Sprintf("%-6s %10s %8s %10s %7s %9s", "run", "records/s", "MiB/s", "rec/CPU-s", "cpu-s", "heap0-MiB")
+	if mode.kube {
+		header += fmt.Sprintf(" %8s %12s %6s %8s", "sync-ms", "heapsync-MiB", "found", "missing")
+	}
+	fmt.Fprintln(stdout, header)
+	var rps, mibs, rpc, syncs, heaps []float64
 	for run := 1; run <= *runs; run++ {
-		r, err := benchRun(inputDir, url, lines, size, *compression, run, stderr)
+		r, err := benchRun(mode, url, lines, size, *compression, run, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "skiff bench:", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "%-4d %12.0f %10.1f %14.0f %12.2f\n", run, r.recPerSec, r.mibPerSec, r.recPerCPU, r.cpu)
+		row := fmt.Sprintf("%-6d %10.0f %8.1f %10.0f %7.2f %9.1f", run, r.recPerSec, r.mibPerSec, r.recPerCPU, r.cpu, r.heapStart)
+		if mode.kube {
+			row += fmt.Sprintf(" %8.0f %12.1f %6.0f %8.0f", r.syncMs, r.heapSynced, r.found, r.missing)
+		}
+		fmt.Fprintln(stdout, row)
 		rps, mibs, rpc = append(rps, r.recPerSec), append(mibs, r.mibPerSec), append(rpc, r.recPerCPU)
+		syncs, heaps = append(syncs, r.syncMs), append(heaps, r.heapSynced)
 	}
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Fprintf(stdout, "median %10.0f %10.1f %14.0f   peak RSS %.1f MiB (whole process, all runs)\n",
-		median(rps), median(mibs), median(rpc), float64(ru.Maxrss)/1024)
+	sum := fmt.Sprintf("%-6s %10.0f %8.1f %10.0f", "median", median(rps), median(mibs), median(rpc))
+	if mode.kube {
+		sum += fmt.Sprintf("   sync %.0f ms, heap after sync %.1f MiB", median(syncs), median(heaps))
+	}
+	fmt.Fprintf(stdout, "%s   peak RSS %.1f MiB (whole process, all runs)\n", sum, maxRSSMiB())
 	return 0
 }
 
-type benchResult struct{ recPerSec, mibPerSec, recPerCPU, cpu float64 }
+// benchMode is what the runs read and how the agent is configured beyond the defaults.
+type benchMode struct {
+	// glob names the input files.
+	glob string
+	// kube is set when the agent enriches records; kubeYAML is then its kubernetes section.
+	kube     bool
+	kubeYAML string
+}
 
-func benchRun(inputDir, url string, lines int, size int64, gz bool, run int, stderr io.Writer) (benchResult, error) {
+// benchResult is one run's measurements. Heaps are the live Go heap in MiB after a GC:
+// heapStart once the agent is built, heapSynced once it logged the Kubernetes cache synced.
+// found and missing count the run's metadata lookups (one per file and cache change).
+type benchResult struct {
+	recPerSec, mibPerSec, recPerCPU, cpu float64
+	heapStart, heapSynced, syncMs        float64
+	found, missing                       float64
+}
+
+func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run int, stderr io.Writer) (benchResult, error) {
 	data, err := os.MkdirTemp("", "skiff-bench-data-")
 	if err != nil {
 		return benchResult{}, err
@@ -99,19 +165,27 @@ outputs:
     compression: %v
 http:
   listen: ""
-`, data, filepath.Join(inputDir, "*.log"), name, url, gz)
+%s`, data, mode.glob, name, url, gz, mode.kubeYAML)
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return benchResult{}, err
 	}
+	// Counters are read as differences, as cmdBench may run more than once in a process (tests).
 	delivered := metrics.OutputRecords.WithLabelValues(name, "delivered")
+	found, missing := metrics.KubeLookups.WithLabelValues("found"), metrics.KubeLookups.WithLabelValues("missing")
+	delivered0, found0, missing0 := metrics.Value(delivered), metrics.Value(found), metrics.Value(missing)
+	var res benchResult
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cpu0 := cpuSeconds()
 	start := time.Now()
+	watch := &syncWatch{}
+	log := slog.New(benchLogHandler{next: newLogger(stderr, "warn").Handler(), watch: watch})
 	errc := make(chan error, 1)
-	go func() { errc <- runAgent(ctx, cfg, newLogger(stderr, "warn"), nil) }()
-	for metrics.Value(delivered) < float64(lines) {
+	go func() {
+		errc <- runAgent(ctx, cfg, log, func(*agent.Agent) { res.heapStart = liveHeapMiB() })
+	}()
+	for metrics.Value(delivered)-delivered0 < float64(lines) {
 		select {
 		case err := <-errc:
 			return benchResult{}, fmt.Errorf("agent stopped early: %v", err)
@@ -124,12 +198,20 @@ http:
 	if err := <-errc; err != nil {
 		return benchResult{}, err
 	}
-	return benchResult{
-		recPerSec: float64(lines) / elapsed,
-		mibPerSec: float64(size) / (1 << 20) / elapsed,
-		recPerCPU: float64(lines) / cpu,
-		cpu:       cpu,
-	}, nil
+	res.recPerSec = float64(lines) / elapsed
+	res.mibPerSec = float64(size) / (1 << 20) / elapsed
+	res.recPerCPU = float64(lines) / cpu
+	res.cpu = cpu
+	if mode.kube {
+		at, heap, ok := watch.get()
+		if !ok {
+			return benchResult{}, fmt.Errorf("the agent never logged %q", kubeSyncedMessage)
+		}
+		res.syncMs = float64(at.Sub(start).Microseconds()) / 1000
+		res.heapSynced = heap
+		res.found, res.missing = metrics.Value(found)-found0, metrics.Value(missing)-missing0
+	}
+	return res, nil
 }
 
 // benchInput writes (once) CRI files totalling about size bytes with line lengths spread around
@@ -150,7 +232,7 @@ func benchInput(dir string, size int64, files int) (int, error) {
 	total := 0
 	t := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < files; i++ {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("bench-%d_bench_app-%064d.log", i, i)))
+		f, err := os.Create(filepath.Join(dir, benchFileName(i)))
 		if err != nil {
 			return 0, err
 		}
@@ -188,6 +270,9 @@ func benchInput(dir string, size int64, files int) (int, error) {
 	return total, os.WriteFile(countFile, []byte(fmt.Sprint(total)), 0o644)
 }
 
+// benchFileName is the name of benchInput's file i (in the /var/log/containers style).
+func benchFileName(i int) string { return fmt.Sprintf("bench-%d_bench_app-%064d.log", i, i) }
+
 // startBlackhole runs `skiff blackhole` as a child process and returns its URL.
 func startBlackhole() (*exec.Cmd, string, error) {
 	self, err := os.Executable()
@@ -220,7 +305,21 @@ func cmdBlackhole(stdout io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, ln.Addr().String())
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if err := http.Serve(ln, blackholeHandler(nil)); err != nil {
+		fmt.Fprintln(os.Stderr, "blackhole:", err)
+		return 1
+	}
+	return 0
+}
+
+// blackholeHandler is cmdBlackhole's endpoint. It discards request bodies, after passing those
+// of _bulk requests to onBulk unless onBulk is nil.
+func blackholeHandler(onBulk func(body []byte)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if onBulk != nil && strings.HasSuffix(r.URL.Path, "/_bulk") {
+			body, _ := io.ReadAll(r.Body)
+			onBulk(body)
+		}
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("X-Elastic-Product", "Elasticsearch")
 		w.Header().Set("Content-Type", "application/json")
@@ -233,11 +332,6 @@ func cmdBlackhole(stdout io.Writer) int {
 			_, _ = w.Write([]byte(`{"acknowledged":true}`))
 		}
 	})
-	if err := http.Serve(ln, h); err != nil {
-		fmt.Fprintln(os.Stderr, "blackhole:", err)
-		return 1
-	}
-	return 0
 }
 
 func cpuSeconds() float64 {
@@ -245,6 +339,23 @@ func cpuSeconds() float64 {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// maxRSSMiB is the peak resident set size of the whole process so far (getrusage maxrss).
+func maxRSSMiB() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024
+}
+
+// liveHeapMiB is the Go heap in use after a full GC, in MiB. It collects twice, as what
+// sync.Pools held survives one collection (in their victim caches).
+func liveHeapMiB() float64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / (1 << 20)
 }
 
 func median(v []float64) float64 {

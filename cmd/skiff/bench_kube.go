@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-logs/skiff/agent/kube"
+	"github.com/skiff-logs/skiff/internal/kubetest/kubeobj"
+	"github.com/skiff-logs/skiff/internal/loggen"
+)
+
+// benchNode is the node the benchmark's pods are bound to and the agent watches. Every pod on it
+// that the benchmark did not ask for is deleted, so that the cache holds exactly --pods pods.
+const benchNode = "skiff-bench-node"
+
+// kubeSyncedMessage is what the agent logs (at info) once the Kubernetes cache synced; the
+// benchmark's log handler watches for it (agent/enrich.go).
+const kubeSyncedMessage = "kubernetes metadata synced"
+
+// kubeBench is an apiserver filled for the benchmark and the kubelet log layout of its pods.
+type kubeBench struct {
+	kubeconfig string
+	// root holds var/log/pods and var/log/containers; the caller removes it.
+	root string
+}
+
+// mode makes the runs read the /var/log/containers symlinks (as the chart's config does) and
+// enrich records from the apiserver, with the chart's defaults otherwise.
+func (kb *kubeBench) mode() benchMode {
+	return benchMode{
+		glob: filepath.Join(kb.root, "var/log/containers/*.log"),
+		kube: true,
+		kubeYAML: fmt.Sprintf(`kubernetes:
+  enabled: true
+  kubeconfig: %q
+  node_name: %q
+`, kb.kubeconfig, benchNode),
+	}
+}
+
+// setupKubeBench makes the apiserver of kubeDir hold namespaces namespaces and pods running pods
+// on benchNode (created, or reused from an earlier run against the same apiserver), then copies
+// benchInput's file i from inputDir to pod i's log file in a kubelet layout under a new directory
+// in workDir.
+func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods, namespaces int, stdout io.Writer) (*kubeBench, error) {
+	start := time.Now()
+	abs, err := filepath.Abs(kubeDir)
+	if err != nil {
+		return nil, err
+	}
+	kb := &kubeBench{kubeconfig: filepath.Join(abs, "kubeconfig")}
+	rc, err := kube.RESTConfig(kb.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 200, 400
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	nsNames := make([]string, namespaces)
+	err = parallel(namespaces, func(j int) error {
+		nsNames[j] = fmt.Sprintf("skiff-bench-%03d", j)
+		_, err := kubeobj.CreateNamespace(ctx, client, nsNames[j], benchNamespaceLabels(j))
+		if apierrors.IsAlreadyExists(err) {
+			return nil // from an earlier run, with its default ServiceAccount
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	containers := make([]loggen.Container, pods)
+	err = parallel(pods, func(i int) error {
+		want := benchPod(i, nsNames[i%namespaces])
+		p, err := kubeobj.CreatePod(ctx, client, want.Namespace, want)
+		if apierrors.IsAlreadyExists(err) {
+			p, err = client.CoreV1().Pods(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+		}
+		if err != nil {
+			return err
+		}
+		if p.Spec.NodeName != benchNode {
+			return fmt.Errorf("pod %s/%s exists on node %q, not %s", p.Namespace, p.Name, p.Spec.NodeName, benchNode)
+		}
+		if _, err := kubeobj.SetRunning(ctx, client, p, fmt.Sprintf("10.244.%d.%d", i/250, i%250+2)); err != nil {
+			return err
+		}
+		ct := p.Spec.Containers[0].Name
+		containers[i] = loggen.Container{Namespace: p.Namespace, Pod: p.Name, UID: string(p.UID), Name: ct, ID: kubeobj.ContainerID(p.Namespace, p.Name, ct)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := deleteOtherPods(ctx, client, containers); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "kube: %d running pods on node %s in %d namespaces (kube-apiserver %s), set up in %.1fs\n",
+		pods, benchNode, namespaces, rc.Host, time.Since(start).Seconds())
+
+	if kb.root, err = os.MkdirTemp(workDir, "kubelet-"); err != nil {
+		return nil, err
+	}
+	for i, c := range containers {
+		if err := copyLog(filepath.Join(inputDir, benchFileName(i)), c, kb.root); err != nil {
+			_ = os.RemoveAll(kb.root)
+			return nil, err
+		}
+	}
+	return kb, nil
+}
+
+// deleteOtherPods deletes the pods on benchNode that are not among keep (left by an earlier run
+// with more pods).
+func deleteOtherPods(ctx context.Context, client kubernetes.Interface, keep []loggen.Container) error {
+	list, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", benchNode).String(),
+	})
+	if err != nil {
+		return fmt.Errorf("list pods on %s: %w", benchNode, err)
+	}
+	wanted := make(map[string]bool, len(keep))
+	for _, c := range keep {
+		wanted[c.Namespace+"/"+c.Pod] = true
+	}
+	var errs []error
+	for _, p := range list.Items {
+		if !wanted[p.Namespace+"/"+p.Name] {
+			errs = append(errs, kubeobj.DeletePod(ctx, client, p.Namespace, p.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// copyLog creates c's log file and symlink under root, as the kubelet does, with the content
+// of src.
+func copyLog(src string, c loggen.Container, root string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := c.Create(root)
+	if err != nil {
+		return fmt.Errorf("create log of %s/%s: %w", c.Namespace, c.Pod, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("write %s: %w", out.Name(), err)
+	}
+	return out.Close()
+}
+
+// parallel calls f(0) … f(n-1) on 8 goroutines and returns their errors joined.
+func parallel(n int, f func(int) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// benchNamespaceLabels are namespace j's labels (the apiserver adds kubernetes.io/metadata.name).
+func benchNamespaceLabels(j int) map[string]string {
+	envs := []string{"production", "staging", "development"}
+	return map[string]string{
+		"team":                         fmt.Sprintf("team-%02d", j%17),
+		"environment":                  envs[j%len(envs)],
+		"istio-injection":              "enabled",
+		"cost-center":                  fmt.Sprintf("cc-%04d", 1000+j%23),
+		"app.kubernetes.io/managed-by": "argocd",
+	}
+}
+
+// benchPod is pod i of a Deployment's ReplicaSet in namespace ns, on benchNode, with one
+// container and the labels, annotations and spec size of a typical Helm-deployed service.
+func benchPod(i int, ns string) *corev1.Pod {
+	app := fmt.Sprintf("svc-%02d", i%40)
+	const hash = "7d4b9c6f8"
+	image := "registry.example.com/shop/" + app + ":1.4.2"
+	env := make([]corev1.EnvVar, 12)
+	for k := range env {
+		env[k] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_NUMBER_%d", k), Value: fmt.Sprintf("value-of-setting-%d-for-%s", k, app)}
+	}
+	probe := &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+		PeriodSeconds: 10, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("%s-%s-x%04d", app, hash, i), Namespace: ns, GenerateName: app + "-" + hash + "-",
+			Labels: map[string]string{
+				"app": app, "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app + "-prod",
+				"app.kubernetes.io/version": "1.4.2", "app.kubernetes.io/component": "server",
+				"app.kubernetes.io/part-of": "shop", "app.kubernetes.io/managed-by": "Helm", "pod-template-hash": hash,
+			},
+			Annotations: map[string]string{
+				"kubectl.kubernetes.io/restartedAt":              "2026-11-27T10:04:05Z",
+				"kubectl.kubernetes.io/default-container":        "app",
+				"prometheus.io/scrape":                           "true",
+				"prometheus.io/port":                             "9090",
+				"prometheus.io/path":                             "/metrics",
+				"checksum/config":                                strings.Repeat("0f", 32),
+				"checksum/secret":                                strings.Repeat("a5", 32),
+				"cluster-autoscaler.kubernetes.io/safe-to-evict": "true",
+			},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: app + "-" + hash,
+				UID: "0b6d1c3e-58a4-4c1e-9d0b-5b1c2d3e4f50", Controller: new(true), BlockOwnerDeletion: new(true)}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName: benchNode,
+			Containers: []corev1.Container{{
+				Name: "app", Image: image, Args: []string{"--config=/etc/app/config.yaml", "--log-format=json"}, Env: env,
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+					{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP}},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+				},
+				LivenessProbe: probe, ReadinessProbe: probe,
+				VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app", ReadOnly: true}},
+				ImagePullPolicy: corev1.PullIfNotPresent,
+			}},
+			Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: app + "-config"}}}}},
+			TerminationGracePeriodSeconds: new(int64(30)),
+		},
+	}
+}
+
+// syncWatch holds when the agent reported the Kubernetes cache synced and the live heap then.
+type syncWatch struct {
+	mu   sync.Mutex
+	at   time.Time
+	heap float64
+	ok   bool
+}
+
+func (w *syncWatch) get() (time.Time, float64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.at, w.heap, w.ok
+}
+
+// benchLogHandler passes warnings and errors on to next and, when the agent logs
+// kubeSyncedMessage (before its tailers start), notes the time and the live heap in watch.
+type benchLogHandler struct {
+	next  slog.Handler
+	watch *syncWatch
+}
+
+// Enabled lets info through for kubeSyncedMessage; the agent logs little at info.
+func (h benchLogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+// Handle implements slog.Handler.
+func (h benchLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == kubeSyncedMessage {
+		heap := liveHeapMiB()
+		h.watch.mu.Lock()
+		h.watch.at, h.watch.heap, h.watch.ok = r.Time, heap, true
+		h.watch.mu.Unlock()
+	}
+	if r.Level < slog.LevelWarn {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h benchLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return benchLogHandler{next: h.next.WithAttrs(as), watch: h.watch}
+}
+
+// WithGroup implements slog.Handler.
+func (h benchLogHandler) WithGroup(name string) slog.Handler {
+	return benchLogHandler{next: h.next.WithGroup(name), watch: h.watch}
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/skiff-logs/skiff/internal/kubetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubetest.Stop()
+	os.Exit(code)
+}
+
+// bulkCounter counts the documents of _bulk bodies, and those carrying metadata that only the
+// apiserver knows (a namespace label, a pod label and the pod uid), not the file name.
+type bulkCounter struct {
+	mu             sync.Mutex
+	docs, enriched int
+}
+
+func (c *bulkCounter) add(body []byte) {
+	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 1; i < len(lines); i += 2 { // action, document, action, document…
+		c.docs++
+		d := lines[i]
+		if bytes.Contains(d, []byte(`"cost-center":"cc-`)) && bytes.Contains(d, []byte(`"pod-template-hash":"7d4b9c6f8"`)) &&
+			bytes.Contains(d, []byte(`"uid":"`)) {
+			c.enriched++
+		}
+	}
+}
+
+// TestBenchKube runs `skiff bench --kube-dir` twice against a real kube-apiserver, the second
+// time with fewer pods: every document is enriched, the table reports every file's pod found
+// and a sync time, and the second run reuses what the first created and leaves exactly its own
+// pods on the node.
+func TestBenchKube(t *testing.T) {
+	kc := kubetest.Env(t)
+	work := t.TempDir()
+	lineCount := regexp.MustCompile(`input: (\d+) lines`)
+	row := regexp.MustCompile(`(?m)^1 +.* (\d+) +(\d+)$`)
+	median := regexp.MustCompile(`(?m)^median .*sync \d+ ms, heap after sync [0-9.]+ MiB +peak RSS`)
+	tests := []struct{ pods, namespaces int }{{7, 3}, {4, 2}}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d-pods-%d-namespaces", tc.pods, tc.namespaces), func(t *testing.T) {
+			var bulk bulkCounter
+			es := httptest.NewServer(blackholeHandler(bulk.add))
+			defer es.Close()
+			var stdout, stderr bytes.Buffer
+			code := cmdBench([]string{"--kube-dir", kc.Dir, "--pods", strconv.Itoa(tc.pods), "--namespaces", strconv.Itoa(tc.namespaces),
+				"--size", "300KiB", "--runs", "1", "--es", es.URL, "--dir", work}, &stdout, &stderr)
+			if code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			out := stdout.String()
+			m := lineCount.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("no line count in\n%s", out)
+			}
+			lines, _ := strconv.Atoi(m[1])
+			bulk.mu.Lock()
+			docs, enriched := bulk.docs, bulk.enriched
+			bulk.mu.Unlock()
+			if docs != lines || enriched != lines {
+				t.Errorf("%d documents, %d enriched; want all %d", docs, enriched, lines)
+			}
+			if m := row.FindStringSubmatch(out); m == nil || m[1] != strconv.Itoa(tc.pods) || m[2] != "0" {
+				t.Errorf("want run 1 to report %d files found, 0 missing:\n%s", tc.pods, out)
+			}
+			if !median.MatchString(out) {
+				t.Errorf("no median line with sync time and heap:\n%s", out)
+			}
+
+			list, err := kc.Client.CoreV1().Pods(metav1.NamespaceAll).List(context.Background(), metav1.ListOptions{
+				FieldSelector: fields.OneTermEqualSelector("spec.nodeName", benchNode).String(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []string
+			for _, p := range list.Items {
+				got = append(got, p.Namespace+"/"+p.Name)
+				if p.Status.Phase != "Running" || p.Status.PodIP == "" {
+					t.Errorf("pod %s/%s: phase %s ip %q, want Running with an IP", p.Namespace, p.Name, p.Status.Phase, p.Status.PodIP)
+				}
+			}
+			for i := range tc.pods {
+				p := benchPod(i, fmt.Sprintf("skiff-bench-%03d", i%tc.namespaces))
+				want = append(want, p.Namespace+"/"+p.Name)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("pods on %s: %v, want %v", benchNode, got, want)
+			}
+		})
+	}
+}
