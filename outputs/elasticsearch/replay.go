@@ -20,7 +20,7 @@ const defaultReplayEvery = time.Second
 var errStopReplay = errors.New("replay stopped")
 
 // replayer re-sends spool files, oldest first, member by member, with one worker of its own: one
-// bulk request at a time next to the live workers. progress, the end offset of the members of a
+// bulk request at a time, in one of the request slots it shares with the live workers. progress, the end offset of the members of a
 // file already acknowledged, lives in memory only: after a crash the members are sent again and
 // answered 409.
 type replayer struct {

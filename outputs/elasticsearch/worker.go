@@ -172,10 +172,11 @@ func (w *worker) deliver(pending []item) {
 			}
 			o.m.retries.Add(float64(len(pending)))
 		}
-		if !w.waitGate() {
+		if !w.waitGate() || !w.acquire() {
 			continue
 		}
 		rest, split := w.attempt(pending)
+		<-o.slots
 		if split {
 			h := len(pending) / 2
 			o.cfg.Logger.Info("bulk request refused as a whole; splitting it to find the document at fault", "output", o.cfg.Name,
@@ -194,6 +195,18 @@ func (w *worker) deliver(pending []item) {
 func (w *worker) waitGate() bool {
 	select {
 	case <-w.o.gate:
+		return true
+	case <-w.o.abortCtx.Done():
+		return false
+	}
+}
+
+// acquire takes one of the Workers request slots, which the live workers and the replayer
+// share: replay takes one slot at a time, so live traffic keeps the others. False means the
+// output was aborted.
+func (w *worker) acquire() bool {
+	select {
+	case w.o.slots <- struct{}{}:
 		return true
 	case <-w.o.abortCtx.Done():
 		return false
