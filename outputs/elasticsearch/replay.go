@@ -64,7 +64,11 @@ func (r *replayer) run() {
 	}
 }
 
-// answers reports whether Elasticsearch answers: requests are not failing, or a GET / succeeds.
+// healthPath is the probe of answers: cheap, and answered without waiting for anything.
+const healthPath = "/_cluster/health?filter_path=status"
+
+// answers reports whether Elasticsearch answers: requests are not failing, or a cluster health
+// request succeeds.
 func (r *replayer) answers() bool {
 	o := r.o
 	if o.failingSince.Load() == 0 {
@@ -72,7 +76,7 @@ func (r *replayer) answers() bool {
 	}
 	ctx, cancel := context.WithTimeout(o.abortCtx, o.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthPath, nil)
 	if err != nil {
 		return false
 	}

@@ -246,3 +246,37 @@ func TestSpoolFullBlocks(t *testing.T) {
 func esDelete(t *testing.T, index string) {
 	estest.Do(t, "DELETE", "/"+index, nil)
 }
+
+// An index write block refuses every item with 403 cluster_block_exception: retried, then
+// spooled (not dead-lettered), and replayed once the block is lifted.
+func TestSpoolOnWriteBlock(t *testing.T) {
+	const n = 50
+	cfg := esConfig(t, "skiff-block")
+	index := "skiff-block-2024.01.02"
+	if status, body := estest.Do(t, "PUT", "/"+index, []byte(`{"settings":{"index.blocks.write":true}}`)); status != 200 {
+		t.Fatalf("create blocked index: %d %s", status, body)
+	}
+	t.Cleanup(func() { esDelete(t, index) })
+	cfg.FallbackAfter = 30 * time.Millisecond
+	cfg.MaxBackoff = 200 * time.Millisecond
+	s := newSink(t, "block")
+	o := start(t, cfg, fastReplay)
+	send(t, o, s.batch(0, n, nil))
+	s.wait(10 * time.Second)
+	if got := s.failed(); got != 0 {
+		t.Fatalf("%d records failed, want all spooled", got)
+	}
+	if got := counter(t, o.m.spooled); got != n {
+		t.Fatalf("spooled %v records, want %d", got, n)
+	}
+	if got := counter(t, o.m.rejected); got != 0 {
+		t.Fatalf("%v records rejected to the dead-letter file, want none", got)
+	}
+	if status, body := estest.Do(t, "PUT", "/"+index+"/_settings", []byte(`{"index.blocks.write":false}`)); status != 200 {
+		t.Fatalf("lift block: %d %s", status, body)
+	}
+	waitFor(t, func() bool { return o.spool.empty() })
+	if got := esCount(t, index); got != n {
+		t.Fatalf("%s has %d documents, want %d", index, got, n)
+	}
+}

@@ -19,6 +19,9 @@ import (
 // bulkPath asks only for what per-item handling needs: a successful item is {"status":201}.
 const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 
+// clusterBlock is the error type of items refused by an index or cluster block.
+var clusterBlock = []byte(`"cluster_block_exception"`)
+
 // job is a batch taken from the queue by a worker. Only that worker touches it.
 type job struct {
 	b    *event.Batch
@@ -70,6 +73,8 @@ type worker struct {
 	lines []byte // dead-letter lines being written
 	gz    *gzip.Writer
 	zbuf  bytes.Buffer
+	// blocked: the last bulk response refused items for a cluster or index block.
+	blocked bool
 	// replay: the worker re-sends spool members (items without a job) and never spools;
 	// stopped: its last deliver ended because the output is closing or aborted.
 	replay, stopped bool
@@ -239,8 +244,15 @@ func (w *worker) attempt(pending []item) (rest []item, split bool) {
 	status := res.StatusCode
 	if status/100 == 2 {
 		o.m.reqOK.Inc()
-		o.requestSucceeded()
-		return w.handleResponse(pending, res.Body), false
+		w.blocked = false
+		rest := w.handleResponse(pending, res.Body)
+		if w.blocked {
+			// Elasticsearch answers but takes no writes: as good as unreachable for the spool.
+			o.requestFailed()
+		} else {
+			o.requestSucceeded()
+		}
+		return rest, false
 	}
 	o.m.reqErr.Inc()
 	errObj, fromES := w.readError(res.Body, status)
@@ -332,6 +344,11 @@ func (w *worker) handleResponse(pending []item, body io.Reader) []item {
 			r.fate = fateDelivered
 		case s == http.StatusTooManyRequests || s >= 500 || s < 400:
 			r.fate = fateRetry
+		case bytes.Contains(w.errs[r.errOff:r.errEnd], clusterBlock):
+			// A write or read-only block (403): lifted by an operator or once disk is freed,
+			// never the document's fault.
+			r.fate = fateRetry
+			w.blocked = true
 		default:
 			r.fate = fateReject
 		}
