@@ -280,3 +280,25 @@ func TestSpoolOnWriteBlock(t *testing.T) {
 		t.Fatalf("%s has %d documents, want %d", index, got, n)
 	}
 }
+
+// Connection errors (nothing listens) spool like 503s do.
+func TestSpoolOnConnectionRefused(t *testing.T) {
+	cfg := spoolConfig(closedPort(t), t.TempDir(), uniq("spoolrefused"))
+	s := newSink(t, "refused")
+	o := start(t, cfg, fastReplay)
+	send(t, o, s.batch(0, 20, nil))
+	s.wait(10 * time.Second)
+	if got := s.failed(); got != 0 {
+		t.Fatalf("%d records failed, want all spooled", got)
+	}
+	paths := spoolPathsOf(t, cfg.DataDir, cfg.Name)
+	if len(paths) != 1 {
+		t.Fatalf("spool files %v, want one", paths)
+	}
+	if got, _ := spoolItems(t, paths[0]); got != 20 {
+		t.Fatalf("spool file holds %d items, want 20", got)
+	}
+	if got := gaugeValue(t, o.spool.filesG); got != 1 {
+		t.Fatalf("spool files gauge %v, want 1", got)
+	}
+}
