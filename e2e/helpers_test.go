@@ -586,30 +586,42 @@ type doc struct {
 // allDocs reads every document of the test's indices with a scroll.
 func (e *env) allDocs() []doc {
 	e.t.Helper()
+	hits := e.rawDocs()
+	docs := make([]doc, 0, len(hits))
+	for _, h := range hits {
+		var d doc
+		if err := json.Unmarshal(h.Source, &d); err != nil {
+			e.t.Fatalf("document %s/%s: %v: %s", h.Index, h.ID, err, truncate(string(h.Source), 500))
+		}
+		d.where = h.Index + "/" + h.ID
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// esHit is one document as a search returns it.
+type esHit struct {
+	Index  string          `json:"_index"`
+	ID     string          `json:"_id"`
+	Source json.RawMessage `json:"_source"`
+}
+
+// rawDocs reads every document of the test's indices with a scroll, after a refresh.
+func (e *env) rawDocs() []esHit {
+	e.t.Helper()
 	esJSON(e.t, http.MethodPost, "/"+e.pattern()+"/_refresh?allow_no_indices=true&ignore_unavailable=true", nil, nil)
 	type page struct {
 		ScrollID string `json:"_scroll_id"`
 		Hits     struct {
-			Hits []struct {
-				Index  string          `json:"_index"`
-				ID     string          `json:"_id"`
-				Source json.RawMessage `json:"_source"`
-			} `json:"hits"`
+			Hits []esHit `json:"hits"`
 		} `json:"hits"`
 	}
-	var docs []doc
+	var hits []esHit
 	var res page
 	esJSON(e.t, http.MethodPost, "/"+e.pattern()+"/_search?scroll=2m&allow_no_indices=true&ignore_unavailable=true",
 		map[string]any{"size": 2000, "sort": []string{"_doc"}}, &res)
 	for len(res.Hits.Hits) > 0 {
-		for _, h := range res.Hits.Hits {
-			var d doc
-			if err := json.Unmarshal(h.Source, &d); err != nil {
-				e.t.Fatalf("document %s/%s: %v: %s", h.Index, h.ID, err, truncate(string(h.Source), 500))
-			}
-			d.where = h.Index + "/" + h.ID
-			docs = append(docs, d)
-		}
+		hits = append(hits, res.Hits.Hits...)
 		id := res.ScrollID
 		res = page{}
 		esJSON(e.t, http.MethodPost, "/_search/scroll", map[string]any{"scroll": "2m", "scroll_id": id}, &res)
@@ -617,7 +629,7 @@ func (e *env) allDocs() []doc {
 	if res.ScrollID != "" {
 		estest.Do(e.t, http.MethodDelete, "/_search/scroll", []byte(`{"scroll_id":`+strconv.Quote(res.ScrollID)+`}`))
 	}
-	return docs
+	return hits
 }
 
 // readGzipLines reads every line of every gzip member of files, with each line's file:line.
