@@ -91,6 +91,10 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.store = store
+	var budget *tail.Budget // shared by every tailer: bounds chunks read and not yet acknowledged
+	if cfg.MemoryLimit > 0 {
+		budget = tail.NewBudget(int64(cfg.MemoryLimit))
+	}
 	var matches [][]string
 	for i, oc := range cfg.Outputs {
 		o, err := p.NewOutput(oc, cfg.DataDir, log)
@@ -132,6 +136,7 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 			NewParser:    newParser,
 			Describe:     describe,
 			Positions:    store,
+			Budget:       budget,
 			Logger:       log.With("input", ic.Name),
 		})
 		if err != nil {

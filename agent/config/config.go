@@ -38,6 +38,9 @@ type Config struct {
 	PositionsInterval Duration `yaml:"positions_interval"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// MemoryLimit bounds the bytes read from log files and not yet acknowledged by the
+	// outputs, over all inputs (default DefaultMemoryLimit); readers wait when it is reached.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // Input is one tail input.
@@ -238,6 +241,7 @@ const (
 	DefaultDeletedPodGrace   = 5 * time.Minute
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
+	DefaultMemoryLimit       = 64 << 20
 )
 
 func (c *Config) applyDefaults() {
@@ -252,6 +256,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = DefaultMemoryLimit
 	}
 	c.Kubernetes.applyDefaults()
 	for i := range c.Inputs {
@@ -307,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PositionsInterval <= 0 {
 		add("positions_interval", "must be positive")
+	}
+	if c.MemoryLimit < 0 {
+		add("memory_limit", "must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -69,6 +69,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"no inputs", "outputs: []\n", "inputs: at least one input"},
 		{"list where mapping", "inputs: {a: 1}\n", "inputs: want a list"},
 		{"duplicate key", base + "data_dir: /a\ndata_dir: /b\n", "data_dir"},
+		{"bad memory_limit", base + "memory_limit: plenty\n", "memory_limit: want a size"},
+		{"negative memory_limit", base + "memory_limit: -1\n", "memory_limit"},
 	}
 	for _, tt := range tests {
 		if tt.want == "" {
@@ -156,6 +158,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse accepted a config that Validate rejects")
 		}
 	})
+}
+
+func TestMemoryLimit(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       ByteSize
+	}{
+		{"default", base, DefaultMemoryLimit},
+		{"set", base + "memory_limit: 128MiB\n", 128 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MemoryLimit != tt.want {
+				t.Errorf("MemoryLimit = %d, want %d", c.MemoryLimit, tt.want)
+			}
+		})
+	}
 }
 
 func TestKubernetesDefaults(t *testing.T) {

@@ -151,3 +151,15 @@ var (
 func init() {
 	Registry.MustRegister(SpoolBytes, SpoolFiles, SpoolFull, SpoolRecords, ReplayedRecords)
 }
+
+// Node-wide read budget (agent/tail).
+var (
+	// MemoryBudgetUsedBytes is the bytes read from files but not yet acknowledged by every
+	// output (chunk messages and records), counted against memory_limit.
+	MemoryBudgetUsedBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "skiff_memory_budget_used_bytes", Help: "Bytes read from log files and not yet acknowledged by the outputs, counted against memory_limit."})
+	// MemoryBudgetBlockedSeconds counts the time readers spent waiting for the budget
+	// (backpressure: the files on disk are the buffer).
+	MemoryBudgetBlockedSeconds = prometheus.NewCounter(prometheus.CounterOpts{Name: "skiff_memory_budget_blocked_seconds_total", Help: "Time file readers spent waiting for memory_limit budget (summed over readers)."})
+)
+
+func init() { Registry.MustRegister(MemoryBudgetUsedBytes, MemoryBudgetBlockedSeconds) }

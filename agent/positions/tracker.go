@@ -42,6 +42,8 @@ type Tracker struct {
 	closed     bool
 	gauge      *pathGauge
 	release    func()
+	charges    map[*event.Ack]int64 // NewAckCharged amounts, until each ack completes
+	uncharge   func(n int64)
 }
 
 // NewTracker records e in s (replacing any entry with the same key; e.Offset is where reading
@@ -84,9 +86,35 @@ func (t *Tracker) NewAck(end int64) *event.Ack {
 	return a
 }
 
+// SetUncharge sets the function that NewAckCharged's amounts are given back to when their
+// Ack completes (delivered or failed). Call it once, before NewAckCharged.
+func (t *Tracker) SetUncharge(f func(n int64)) { t.uncharge = f }
+
+// NewAckCharged is NewAck for a chunk that holds n bytes of a budget: when the Ack's last
+// reference is released, whatever its status, n is passed to the SetUncharge function (on
+// the releasing goroutine, without the tracker's lock held).
+func (t *Tracker) NewAckCharged(end, n int64) *event.Ack {
+	a := t.NewAck(end)
+	if n > 0 {
+		t.mu.Lock()
+		if t.charges == nil {
+			t.charges = make(map[*event.Ack]int64)
+		}
+		t.charges[a] = n
+		t.mu.Unlock()
+	}
+	return a
+}
+
 // done runs when an Ack's last reference is released.
-func (t *Tracker) done(*event.Ack) {
+func (t *Tracker) done(a *event.Ack) {
 	t.mu.Lock()
+	if n, ok := t.charges[a]; ok {
+		delete(t.charges, a)
+		t.mu.Unlock()
+		t.uncharge(n)
+		t.mu.Lock()
+	}
 	defer t.mu.Unlock()
 	if t.stuck {
 		return

@@ -11,10 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/positions"
 )
+
+// recordSize is what a record costs in a chunk besides its message, for the Budget.
+const recordSize = int64(unsafe.Sizeof(event.Record{}))
 
 type handleFunc = func(ctx context.Context, c *event.Chunk) error
 
@@ -248,6 +252,9 @@ func (r *reader) begin(size int64) (bool, error) {
 		g.parser = cfg.NewParser(first, cfg.MaxLineBytes)
 	}
 	g.tracker = positions.NewTracker(cfg.Positions, entry)
+	if cfg.Budget != nil {
+		g.tracker.SetUncharge(cfg.Budget.releaseChunk)
+	}
 	r.g = g
 	r.resetBuffer(off)
 	return true, nil
@@ -278,8 +285,16 @@ func (r *reader) truncated(why string) {
 	r.resetBuffer(0)
 }
 
-// readToEOF reads and processes until the end of the file, then flushes the chunk.
+// readToEOF reads and processes until the end of the file, then flushes the chunk. With a
+// Budget, it first waits for room for its working set, holding no buffer when idle.
 func (r *reader) readToEOF(ctx context.Context, handle handleFunc) error {
+	if b := r.t.cfg.Budget; b != nil {
+		n, err := b.readers.acquire(ctx, r.t.workingSet)
+		if err != nil {
+			return err
+		}
+		defer b.readers.release(n)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -533,7 +548,17 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 		}
 		return nil
 	}
-	ack := g.tracker.NewAck(end)
+	var ack *event.Ack
+	if b := r.t.cfg.Budget; b != nil {
+		// Backpressure: wait until the chunks in flight leave room for this one.
+		n, err := b.chunks.acquire(ctx, int64(r.arenaBytes)+int64(len(r.recs))*recordSize)
+		if err != nil {
+			return err
+		}
+		ack = g.tracker.NewAckCharged(end, n)
+	} else {
+		ack = g.tracker.NewAck(end)
+	}
 	g.acked = end
 	for i := range r.recs {
 		r.recs[i].Ack = ack

@@ -85,6 +85,9 @@ type Config struct {
 	Describe func(path string) event.Source
 	// Positions is where the tailer resumes from and commits to. Required.
 	Positions *positions.Store
+	// Budget, shared by the tailers of an agent, bounds the bytes of chunks read and not yet
+	// acknowledged: a reader waits for room before handing on a chunk. Nil: unbounded.
+	Budget *Budget
 	// Logger receives the input's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -95,8 +98,10 @@ type Tailer struct {
 	log    *slog.Logger
 	m      inputMetrics
 	maxBuf int
-	bufs   sync.Pool // *[]byte of ReadBufferBytes
-	ran    atomic.Bool
+	// workingSet is what a busy reader holds besides its chunks in flight (Budget).
+	workingSet int64
+	bufs       sync.Pool // *[]byte of ReadBufferBytes
+	ran        atomic.Bool
 
 	scanReq chan struct{}
 	pause   *time.Timer // owned by Run's goroutine
@@ -180,6 +185,8 @@ func New(cfg Config) (*Tailer, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		maxBuf: cfg.MaxLineBytes + cfg.ReadBufferBytes,
+		// a read buffer, an arena block of about its size, a full record slice
+		workingSet: 2*int64(cfg.ReadBufferBytes) + int64(cfg.ChunkRecords)*recordSize,
 		m: inputMetrics{
 			records:     metrics.InputRecords.WithLabelValues(in),
 			bytes:       metrics.InputBytes.WithLabelValues(in),

@@ -1,0 +1,123 @@
+package tail
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/skiff-logs/skiff/agent/metrics"
+)
+
+// Budget bounds the memory the readers of all Tailers that share it (one per agent) hold for
+// data read from files and not yet acknowledged. It has two halves:
+//   - chunks: a reader acquires a chunk's size (messages and records) before handing the chunk
+//     on, and the size is released when the chunk's Ack completes, delivered or failed;
+//   - readers: a reader acquires its working set (read buffer, arena block, record slice)
+//     before it takes a read buffer, and releases it when it reaches the end of the file.
+//
+// So at most a bounded number of readers read at once and at most half the budget waits in
+// the outputs; the rest waits on disk (backpressure). Readers waiting for the budget hold no
+// read buffer. A reader never waits for the readers half while holding chunk budget, and the
+// chunks half drains through acknowledgements alone, so the two cannot deadlock. A request
+// larger than a half takes the whole half and proceeds alone.
+//
+// A Budget is safe for concurrent use. Create it with NewBudget.
+type Budget struct {
+	chunks  semaphore
+	readers semaphore
+}
+
+// NewBudget returns a budget of limit bytes, split evenly between chunks and readers.
+func NewBudget(limit int64) *Budget {
+	if limit < 2 {
+		limit = 2
+	}
+	b := &Budget{}
+	b.readers.init(b, limit/2)
+	b.chunks.init(b, limit-limit/2)
+	return b
+}
+
+// Limit returns the budget's size in bytes.
+func (b *Budget) Limit() int64 { return b.chunks.limit + b.readers.limit }
+
+// Used returns the bytes acquired and not yet released.
+func (b *Budget) Used() int64 { return b.chunks.used() + b.readers.used() }
+
+func (b *Budget) report() { metrics.MemoryBudgetUsedBytes.Set(float64(b.Used())) }
+
+// semaphore is a weighted semaphore whose Acquire gives up when its context ends.
+type semaphore struct {
+	b     *Budget
+	limit int64
+
+	mu      sync.Mutex
+	n       int64
+	changed chan struct{} // closed and replaced on every release
+}
+
+func (s *semaphore) init(b *Budget, limit int64) {
+	s.b, s.limit, s.changed = b, limit, make(chan struct{})
+}
+
+func (s *semaphore) used() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// acquire takes n bytes, blocking while they do not fit, and returns what it took: n, or the
+// whole limit when n exceeds it. The caller releases exactly the returned amount. It returns 0
+// and ctx's error when ctx ends first.
+func (s *semaphore) acquire(ctx context.Context, n int64) (int64, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	if n > s.limit {
+		n = s.limit
+	}
+	var blocked time.Time
+	for {
+		s.mu.Lock()
+		if s.n+n <= s.limit {
+			s.n += n
+			s.mu.Unlock()
+			s.b.report()
+			if !blocked.IsZero() {
+				metrics.MemoryBudgetBlockedSeconds.Add(time.Since(blocked).Seconds())
+			}
+			return n, nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if blocked.IsZero() {
+			blocked = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			metrics.MemoryBudgetBlockedSeconds.Add(time.Since(blocked).Seconds())
+			return 0, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// release gives back n bytes taken by acquire and wakes the waiters.
+func (s *semaphore) release(n int64) {
+	if n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	s.n -= n
+	if s.n < 0 {
+		s.mu.Unlock()
+		panic("tail: budget released more than acquired")
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.b.report()
+}
+
+// releaseChunk gives back the chunk bytes of a completed Ack.
+func (b *Budget) releaseChunk(n int64) { b.chunks.release(n) }
