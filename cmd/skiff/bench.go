@@ -47,8 +47,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	kubeDir := fs.String("kube-dir", "", "directory of a kube-apiserver started by scripts/kube.sh start DIR: enrich records from it")
 	pods := fs.Int("pods", 500, "with --kube-dir: running pods on the node, one log file each")
 	namespaces := fs.Int("namespaces", 200, "with --kube-dir: namespaces the pods are spread over")
+	idle := fs.Bool("idle", false, "measure skiff's CPU with --files quiet files whose few lines were delivered, over --duration")
+	latency := fs.Bool("latency", false, "measure line-to-bulk latency writing --rate lines/s over --files files for --duration")
+	duration := fs.Duration("duration", 30*time.Second, "with --idle or --latency: how long to measure")
+	rate := fs.Int("rate", 10000, "with --latency: lines per second written, in total")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *idle || *latency {
+		return benchExtraMode(*idle, *latency, *es, *files, *rate, *duration, stdout, stderr)
 	}
 	size, err := config.ParseByteSize(*sizeText)
 	if err != nil {
@@ -153,19 +160,7 @@ func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run in
 	}
 	defer os.RemoveAll(data)
 	name := fmt.Sprintf("bench%d", run)
-	text := fmt.Sprintf(`data_dir: %q
-inputs:
-  - name: bench
-    paths: [%q]
-outputs:
-  - name: %s
-    type: elasticsearch
-    hosts: [%q]
-    index: "skiff-bench-%%Y.%%m.%%d"
-    compression: %v
-http:
-  listen: ""
-%s`, data, mode.glob, name, url, gz, mode.kubeYAML)
+	text := benchConfigText(data, mode.glob, name, url, gz, mode.kubeYAML)
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return benchResult{}, err
@@ -212,6 +207,24 @@ http:
 		res.found, res.missing = metrics.Value(found)-found0, metrics.Value(missing)-missing0
 	}
 	return res, nil
+}
+
+// benchConfigText is the agent configuration of a benchmark: the files of glob into the
+// elasticsearch output name at url, with extra appended and the defaults otherwise.
+func benchConfigText(data, glob, name, url string, gz bool, extra string) string {
+	return fmt.Sprintf(`data_dir: %q
+inputs:
+  - name: bench
+    paths: [%q]
+outputs:
+  - name: %s
+    type: elasticsearch
+    hosts: [%q]
+    index: "skiff-bench-%%Y.%%m.%%d"
+    compression: %v
+http:
+  listen: ""
+%s`, data, glob, name, url, gz, extra)
 }
 
 // benchInput writes (once) CRI files totalling about size bytes with line lengths spread around
@@ -273,13 +286,17 @@ func benchInput(dir string, size int64, files int) (int, error) {
 // benchFileName is the name of benchInput's file i (in the /var/log/containers style).
 func benchFileName(i int) string { return fmt.Sprintf("bench-%d_bench_app-%064d.log", i, i) }
 
-// startBlackhole runs `skiff blackhole` as a child process and returns its URL.
-func startBlackhole() (*exec.Cmd, string, error) {
+// startBlackhole runs `skiff blackhole` (args, if any, instead) as a child process and returns
+// its URL.
+func startBlackhole(args ...string) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(self, "blackhole")
+	if len(args) == 0 {
+		args = []string{"blackhole"}
+	}
+	cmd := exec.Command(self, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -298,14 +315,17 @@ func startBlackhole() (*exec.Cmd, string, error) {
 
 // cmdBlackhole serves a _bulk endpoint that reads and discards every request and answers that all
 // items were created. For benchmarks only: it is never evidence that shipping works.
-func cmdBlackhole(stdout io.Writer) int {
+func cmdBlackhole(stdout io.Writer) int { return serveBlackhole(stdout, blackholeHandler(nil)) }
+
+// serveBlackhole serves h on a free loopback port whose address it prints first.
+func serveBlackhole(stdout io.Writer, h http.Handler) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "blackhole:", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, ln.Addr().String())
-	if err := http.Serve(ln, blackholeHandler(nil)); err != nil {
+	if err := http.Serve(ln, h); err != nil {
 		fmt.Fprintln(os.Stderr, "blackhole:", err)
 		return 1
 	}

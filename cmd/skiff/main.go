@@ -50,6 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
 	case "blackhole":
+		if len(args) > 1 && args[1] == "--latency" {
+			return cmdBlackholeLatency(stdout)
+		}
 		return cmdBlackhole(stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "skiff", version)
@@ -72,6 +75,10 @@ func usage(w io.Writer) {
                                  (and to Elasticsearch at URL), then exit
   skiff bench [--size 1GiB] [--runs 3] [--gzip] [--es URL]
                                  measure the whole pipeline into a blackhole _bulk endpoint
+  skiff bench --idle [--files 500] [--duration 30s]
+                                 skiff's CPU with quiet files
+  skiff bench --latency [--files 100] [--rate 10000] [--duration 30s]
+                                 line-to-bulk latency p50/p99/max
   skiff replay --config FILE --dir DIR
                                  re-send fallback spool files from DIR to the config's
                                  first elasticsearch output, then exit
