@@ -163,3 +163,13 @@ var (
 )
 
 func init() { Registry.MustRegister(MemoryBudgetUsedBytes, MemoryBudgetBlockedSeconds) }
+
+// Adaptive bulk concurrency (outputs/elasticsearch).
+var (
+	// OutputConcurrency is the number of bulk requests an output currently allows in flight:
+	// its workers setting, halved on every response with 429 rejections (down to 1), and grown
+	// back by one after a run of clean responses.
+	OutputConcurrency = gauge("skiff_output_concurrency", "Bulk requests an output currently allows in flight (adaptive: halved on 429 rejections, recovered one at a time after clean responses), by output.", "output")
+)
+
+func init() { Registry.MustRegister(OutputConcurrency) }

@@ -42,9 +42,9 @@ type Output struct {
 	dead   deadLetter
 	spool  *spool
 	m      outMetrics
-	// slots holds one token per bulk request in flight, at most Workers: live workers and the
-	// replayer take one per request.
-	slots chan struct{}
+	// slots bounds the bulk requests in flight, at most Workers, fewer while Elasticsearch
+	// rejects with 429: live workers and the replayer take one per request.
+	slots *limiter
 	// replayEvery is how often the replayer looks at the spool (tests shorten it).
 	replayEvery time.Duration
 	// base is the first retry delay (baseBackoff; tests shorten it).
@@ -144,7 +144,7 @@ func New(cfg Config) (*Output, error) {
 		spool:  newSpool(cfg.DataDir, name, cfg.SpoolMaxBytes, cfg.Logger),
 		base:   baseBackoff,
 
-		slots:       make(chan struct{}, cfg.Workers),
+		slots:       newLimiter(cfg.Workers, metrics.OutputConcurrency.WithLabelValues(name)),
 		replayEvery: defaultReplayEvery,
 		m: outMetrics{
 			delivered: metrics.OutputRecords.WithLabelValues(name, event.Delivered.String()),

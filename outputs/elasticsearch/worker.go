@@ -75,6 +75,8 @@ type worker struct {
 	zbuf  bytes.Buffer
 	// blocked: the last bulk response refused items for a cluster or index block.
 	blocked bool
+	// outcome: what the last request said about Elasticsearch's load, for the limiter.
+	outcome outcome
 	// replay: the worker re-sends spool members (items without a job) and never spools;
 	// stopped: its last deliver ended because the output is closing or aborted.
 	replay, stopped bool
@@ -180,8 +182,9 @@ func (w *worker) deliver(pending []item) {
 		if !w.waitGate() || !w.acquire() {
 			continue
 		}
+		w.outcome = outcomeOther
 		rest, split := w.attempt(pending)
-		<-o.slots
+		o.slots.release(w.outcome)
 		if split {
 			h := len(pending) / 2
 			o.cfg.Logger.Info("bulk request refused as a whole; splitting it to find the document at fault", "output", o.cfg.Name,
@@ -206,16 +209,11 @@ func (w *worker) waitGate() bool {
 	}
 }
 
-// acquire takes one of the Workers request slots, which the live workers and the replayer
-// share: replay takes one slot at a time, so live traffic keeps the others. False means the
-// output was aborted.
+// acquire takes one of the request slots, which the live workers and the replayer share:
+// replay takes one slot at a time, so live traffic keeps the others. While Elasticsearch
+// rejects with 429 there are fewer slots than workers. False means the output was aborted.
 func (w *worker) acquire() bool {
-	select {
-	case w.o.slots <- struct{}{}:
-		return true
-	case <-w.o.abortCtx.Done():
-		return false
-	}
+	return w.o.slots.acquire(w.o.abortCtx.Done())
 }
 
 // attempt makes one bulk request of pending and finishes the items it can. It returns the items
@@ -246,6 +244,9 @@ func (w *worker) attempt(pending []item) (rest []item, split bool) {
 		o.m.reqOK.Inc()
 		w.blocked = false
 		rest := w.handleResponse(pending, res.Body)
+		if w.outcome != outcomeRejected && !w.blocked {
+			w.outcome = outcomeClean
+		}
 		if w.blocked {
 			// Elasticsearch answers but takes no writes: as good as unreachable for the spool.
 			o.requestFailed()
@@ -268,6 +269,9 @@ func (w *worker) attempt(pending []item) (rest []item, split bool) {
 		w.res = append(w.res[:0], itemResult{status: status, errOff: 0, errEnd: len(errObj), fate: fateReject})
 		w.errs = append(w.errs[:0], errObj...)
 		return w.settle(pending), false
+	}
+	if status == http.StatusTooManyRequests {
+		w.outcome = outcomeRejected
 	}
 	o.requestFailed()
 	log.Warn("bulk request refused", "output", o.cfg.Name, "status", status, "items", len(pending),
@@ -342,7 +346,10 @@ func (w *worker) handleResponse(pending []item, body io.Reader) []item {
 		switch s := r.status; {
 		case s/100 == 2 || s == http.StatusConflict:
 			r.fate = fateDelivered
-		case s == http.StatusTooManyRequests || s >= 500 || s < 400:
+		case s == http.StatusTooManyRequests:
+			r.fate = fateRetry
+			w.outcome = outcomeRejected
+		case s >= 500 || s < 400:
 			r.fate = fateRetry
 		case bytes.Contains(w.errs[r.errOff:r.errEnd], clusterBlock):
 			// A write or read-only block (403): lifted by an operator or once disk is freed,
