@@ -1,24 +1,15 @@
 package agent_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/skiff-logs/skiff/agent"
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/metrics"
-	"github.com/skiff-logs/skiff/agent/positions"
-	"github.com/skiff-logs/skiff/agent/tail"
 	"github.com/skiff-logs/skiff/internal/loggen"
-	"github.com/skiff-logs/skiff/outputs/file"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
-	"github.com/skiff-logs/skiff/parsers"
 )
 
 // TestPipelineToFiles runs the whole agent — tail, parsers, routing, the gzip file output and the
@@ -52,19 +43,7 @@ http:
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := agent.New(cfg, agent.Plugins{
-		NewParser: func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
-		NewOutput: func(o config.Output, _ string, log *slog.Logger) (agent.Output, error) {
-			return file.New(file.Config{Name: o.Name, Path: o.Path, FlushInterval: o.FlushInterval.D(), FlushBytes: int(o.FlushBytes), Logger: log})
-		},
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	stop := runAgent(t, cfg)
 
 	all := metrics.OutputRecords.WithLabelValues("all", "delivered")
 	before := metrics.Value(all)
@@ -75,10 +54,7 @@ http:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 
 	count := func(glob string) (n int, namespaces map[string]int) {
 		namespaces = map[string]int{}
@@ -109,25 +85,5 @@ http:
 		t.Errorf("output shop holds %d documents by namespace %v, want 1002 all in shop", n, ns)
 	}
 
-	store, err := positions.Open(filepath.Join(root, "data", "positions.json"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries := store.Entries()
-	if len(entries) != len(loggen.SampleContainers) {
-		t.Fatalf("positions hold %d files, want %d", len(entries), len(loggen.SampleContainers))
-	}
-	for _, e := range entries {
-		target := e.Target
-		if target == "" {
-			target = e.Path
-		}
-		fi, err := os.Stat(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Offset != fi.Size() {
-			t.Errorf("%s: position %d, file size %d", e.Path, e.Offset, fi.Size())
-		}
-	}
+	checkPositionsAtEnd(t, filepath.Join(root, "data"), len(loggen.SampleContainers))
 }

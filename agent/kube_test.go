@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,16 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skiff-logs/skiff/agent"
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/agent/positions"
-	"github.com/skiff-logs/skiff/agent/tail"
 	"github.com/skiff-logs/skiff/internal/kubetest"
 	"github.com/skiff-logs/skiff/internal/loggen"
-	"github.com/skiff-logs/skiff/outputs/file"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
-	"github.com/skiff-logs/skiff/parsers"
 )
 
 // kubeDoc is the part of a document the enrichment writes.
@@ -142,34 +137,6 @@ kubernetes:
 		t.Fatal(err)
 	}
 	return runAgent(t, cfg)
-}
-
-// filePlugins are the container log parsers and the gzip file output, as cmd/skiff plugs them.
-func filePlugins() agent.Plugins {
-	return agent.Plugins{
-		NewParser: func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
-		NewOutput: func(o config.Output, _ string, log *slog.Logger) (agent.Output, error) {
-			return file.New(file.Config{Name: o.Name, Path: o.Path, FlushInterval: o.FlushInterval.D(), FlushBytes: int(o.FlushBytes), Logger: log})
-		},
-	}
-}
-
-// runAgent runs an agent with filePlugins until the returned function stops it.
-func runAgent(t *testing.T, cfg *config.Config) (stop func()) {
-	t.Helper()
-	a, err := agent.New(cfg, filePlugins(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	}
 }
 
 // checkPositionsAtEnd checks that the positions store in dataDir holds want files, each at its

@@ -19,11 +19,7 @@ import (
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/agent/positions"
-	"github.com/skiff-logs/skiff/agent/tail"
-	"github.com/skiff-logs/skiff/outputs/file"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
-	"github.com/skiff-logs/skiff/parsers"
-	"github.com/skiff-logs/skiff/parsers/audit"
 )
 
 // writeAuditLog writes n audit events, as the kube-apiserver's log backend does, spread over
@@ -112,13 +108,7 @@ outputs:
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := agent.New(cfg, agent.Plugins{
-		NewParser:      func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
-		NewAuditParser: func(max int) tail.Parser { return audit.New(max) },
-		NewOutput: func(o config.Output, _ string, log *slog.Logger) (agent.Output, error) {
-			return file.New(file.Config{Name: o.Name, Path: o.Path, FlushInterval: o.FlushInterval.D(), FlushBytes: int(o.FlushBytes), Logger: log})
-		},
-	}, log)
+	a, err := agent.New(cfg, filePlugins(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,8 @@ import (
 	"github.com/skiff-logs/skiff/agent"
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/metrics"
-	"github.com/skiff-logs/skiff/agent/tail"
 	"github.com/skiff-logs/skiff/internal/testpki"
-	"github.com/skiff-logs/skiff/outputs/file"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
-	"github.com/skiff-logs/skiff/parsers"
-	"github.com/skiff-logs/skiff/parsers/audit"
 )
 
 // TestWebhookToFiles runs the agent with an audit_webhook input (HTTPS, client certificate and
@@ -72,13 +68,7 @@ outputs:
 	// until the output delivered want records in all and the files gone are deleted (unless want
 	// is 0), and stops it.
 	life := func(name string, posts int, want float64, gone []string) {
-		a, err := agent.New(cfg, agent.Plugins{
-			NewParser:      func(first []byte, max int) tail.Parser { return parsers.Detect(first, max) },
-			NewAuditParser: func(max int) tail.Parser { return audit.New(max) },
-			NewOutput: func(o config.Output, _ string, log *slog.Logger) (agent.Output, error) {
-				return file.New(file.Config{Name: o.Name, Path: o.Path, FlushInterval: o.FlushInterval.D(), FlushBytes: int(o.FlushBytes), Logger: log})
-			},
-		}, log)
+		a, err := agent.New(cfg, filePlugins(), log)
 		if err != nil {
 			t.Fatal(err)
 		}
