@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,9 +17,6 @@ import (
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/parsers/internal/parsertest"
 )
-
-// update is parsertest's -update flag: rewrite the golden files in testdata/.
-func update() bool { return flag.Lookup("update").Value.(flag.Getter).Get().(bool) }
 
 // rendered is the readable form of a record in golden files: parsertest's, plus the id and
 // the fields.
@@ -66,39 +62,7 @@ func run(t testing.TB, p *Parser, input []byte) []rendered {
 }
 
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "*.log"))
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no testdata/*.log: %v", err)
-	}
-	for _, in := range inputs {
-		t.Run(filepath.Base(in), func(t *testing.T) {
-			data, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetIndent("", "  ")
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(run(t, New(0), data)); err != nil {
-				t.Fatal(err)
-			}
-			golden := strings.TrimSuffix(in, ".log") + ".golden.json"
-			if update() {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create it): %v", err)
-			}
-			if !bytes.Equal(buf.Bytes(), want) {
-				t.Errorf("%s differs from %s (run with -update if the change is intended):\n%s", in, golden, buf.Bytes())
-			}
-		})
-	}
+	parsertest.GoldenFiles(t, func(t *testing.T, data []byte) any { return run(t, New(0), data) })
 }
 
 // TestRecord checks the parts of a record the golden files show only as text: Go types of the
