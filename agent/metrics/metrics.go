@@ -3,6 +3,14 @@
 package metrics
 
 import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
@@ -64,6 +72,10 @@ var (
 	// KubeJSONSkipped counts messages of pods annotated skiff.io/parser: json that are not a
 	// JSON object and were shipped as they are.
 	KubeJSONSkipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "skiff_kube_json_skipped_records_total", Help: "Messages of pods annotated skiff.io/parser: json that are not a JSON object, shipped unparsed."})
+	// ReadErrors counts files whose reading ended early because their content could not be read
+	// (a damaged or truncated gzip-compressed rotated file), by input name: what came before the
+	// damage was delivered, the rest is lost.
+	ReadErrors = counter("skiff_read_errors_total", "Files whose reading ended early on unreadable content (e.g. a damaged gzip rotated file), by input.", "input")
 )
 
 func counter(name, help string, labels ...string) *prometheus.CounterVec {
@@ -83,6 +95,7 @@ func init() {
 		OutputRecords, OutputRetries, OutputRequests, OutputLatency, OutputQueued,
 		PositionsWrites,
 		KubeAPIErrors, KubeLookups, KubeCachedPods, KubeJSONSkipped,
+		ReadErrors,
 	)
 }
 
@@ -173,3 +186,120 @@ var (
 )
 
 func init() { Registry.MustRegister(OutputConcurrency) }
+
+// Failed writes of skiff's own files under data_dir (the positions file, the webhook and
+// Elasticsearch spools, the dead-letter files) and of the file output's archives.
+var (
+	// DataDirWriteErrors counts failed writes (disk full, quota exceeded, I/O errors), by
+	// component (positions, webhook_spool, elasticsearch_spool, elasticsearch_deadletter,
+	// file_output). What could not be written was not acknowledged and is retried.
+	DataDirWriteErrors = counter("skiff_data_dir_write_errors_total", "Failed writes of skiff's own files (disk full, quota, I/O errors), by component; what failed was not acknowledged and is retried.", "component")
+)
+
+func init() { Registry.MustRegister(DataDirWriteErrors) }
+
+// WriteFailureLogEvery is how often a WriteFailures logs while failures go on.
+const WriteFailureLogEvery = time.Minute
+
+// WriteFailures is the error accounting of one writer of skiff's own files. Every failed write
+// is counted in DataDirWriteErrors{component}; the log says it once per episode (a run of
+// failures without a success between them): at its first failure, then at most once per
+// WriteFailureLogEvery while it lasts (with the number of failures since), and once when a
+// write succeeds again. A disk that stays full therefore yields a few log lines, not one per
+// retry. Safe for concurrent use; OK is cheap when nothing failed.
+type WriteFailures struct {
+	component string
+	log       *slog.Logger
+	errs      prometheus.Counter
+	failing   atomic.Bool
+
+	mu     sync.Mutex
+	since  time.Time // first failure of the episode
+	logged time.Time // last log line of the episode
+	n      int64     // failures in the episode
+}
+
+// NewWriteFailures returns the accounting of a writer of component (a DataDirWriteErrors
+// label value) logging to log (slog.Default() when nil).
+func NewWriteFailures(component string, log *slog.Logger) *WriteFailures {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &WriteFailures{component: component, log: log, errs: DataDirWriteErrors.WithLabelValues(component)}
+}
+
+// Fail records a failed write of path. msg says what failed and what becomes of the data (e.g.
+// "held and retried"); it is logged at error level with the path, the errno (Errno) and err,
+// when the episode starts and then at most once per WriteFailureLogEvery.
+func (w *WriteFailures) Fail(msg, path string, err error) {
+	w.errs.Inc()
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	if w.failing.Load() && now.Sub(w.logged) < WriteFailureLogEvery {
+		return
+	}
+	if !w.failing.Load() {
+		w.since = now
+		w.failing.Store(true)
+	}
+	w.logged = now
+	w.log.Error(msg, "component", w.component, "path", path, "errno", Errno(err), "err", err,
+		"failures", w.n, "failing_for", now.Sub(w.since).Round(time.Millisecond))
+}
+
+// OK records a successful write; the first one after failures logs that writing recovered.
+func (w *WriteFailures) OK(path string) {
+	if !w.failing.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.failing.Load() {
+		return
+	}
+	w.failing.Store(false)
+	w.log.Info("writing works again", "component", w.component, "path", path,
+		"failures", w.n, "failed_for", time.Since(w.since).Round(time.Millisecond))
+	w.n = 0
+}
+
+// Failing reports whether the last write failed.
+func (w *WriteFailures) Failing() bool { return w.failing.Load() }
+
+// Errno names the system error in err's chain ("ENOSPC", "EDQUOT", …; "errno N" for one
+// without a name here), or returns "" when err carries none.
+func Errno(err error) string {
+	var en syscall.Errno
+	if !errors.As(err, &en) {
+		return ""
+	}
+	switch en {
+	case syscall.ENOSPC:
+		return "ENOSPC"
+	case syscall.EDQUOT:
+		return "EDQUOT"
+	case syscall.EROFS:
+		return "EROFS"
+	case syscall.EIO:
+		return "EIO"
+	case syscall.EFBIG:
+		return "EFBIG"
+	case syscall.EACCES:
+		return "EACCES"
+	case syscall.EPERM:
+		return "EPERM"
+	case syscall.ENOENT:
+		return "ENOENT"
+	case syscall.ENOTDIR:
+		return "ENOTDIR"
+	case syscall.EISDIR:
+		return "EISDIR"
+	case syscall.EMFILE:
+		return "EMFILE"
+	case syscall.ENFILE:
+		return "ENFILE"
+	}
+	return "errno " + strconv.Itoa(int(en))
+}

@@ -97,6 +97,7 @@ type Store struct {
 	aside   string
 
 	wmu sync.Mutex // serialises writes, so an older snapshot never replaces a newer one
+	wf  *metrics.WriteFailures
 }
 
 type item struct {
@@ -121,6 +122,7 @@ func Open(path string, log *slog.Logger, opts ...Option) (*Store, error) {
 		now:       time.Now,
 		entries:   make(map[Key]*item),
 	}
+	s.wf = metrics.NewWriteFailures("positions", log)
 	for _, o := range opts {
 		o(s)
 	}
@@ -274,10 +276,11 @@ func (s *Store) Expire() int {
 }
 
 // Run writes the positions file every interval (DefaultInterval when <= 0) if something changed,
-// expires old entries, and writes a last time when ctx ends. Write errors are logged and counted
-// (metrics.PositionsWrites{result="error"}) and retried on the next tick. The agent still calls
-// Flush after the outputs have drained, so acknowledgements that arrive after Run returned are
-// saved too.
+// expires old entries, and writes a last time when ctx ends. Write errors (a full data_dir) are
+// counted (metrics.PositionsWrites{result="error"}, metrics.DataDirWriteErrors), logged once per
+// episode by Flush, and retried on the next tick; the file on disk keeps the last state written.
+// The agent still calls Flush after the outputs have drained, so acknowledgements that arrive
+// after Run returned are saved too.
 func (s *Store) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultInterval
@@ -287,22 +290,21 @@ func (s *Store) Run(ctx context.Context, interval time.Duration) {
 	for {
 		select {
 		case <-ctx.Done():
-			if err := s.Flush(); err != nil {
-				s.log.Error("write positions", "err", err)
-			}
+			_ = s.Flush() // logged by Flush
 			return
 		case <-t.C:
 			if n := s.Expire(); n > 0 {
 				s.log.Info("forgot positions of files gone longer than the retention", "entries", n, "retention", s.retention)
 			}
-			if err := s.Flush(); err != nil {
-				s.log.Error("write positions", "err", err)
-			}
+			_ = s.Flush() // logged by Flush, once per episode of failures
 		}
 	}
 }
 
 // Flush writes the positions file now if anything changed since the last successful write.
+// When the write fails (e.g. ENOSPC), the previous positions file is left as it was, the
+// temporary file is removed, the failure is counted and logged (once per episode of failures,
+// see metrics.WriteFailures), and the next Flush tries again with the then current state.
 func (s *Store) Flush() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -321,9 +323,11 @@ func (s *Store) Flush() error {
 	sortEntries(snap)
 	if err := s.write(encode(snap)); err != nil {
 		metrics.PositionsWrites.WithLabelValues("error").Inc()
+		s.wf.Fail("cannot write the positions file; the previous one stays, positions are written again on the next tick", s.path, err)
 		return err
 	}
 	metrics.PositionsWrites.WithLabelValues("ok").Inc()
+	s.wf.OK(s.path)
 	s.mu.Lock()
 	s.written = v
 	s.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/agent/positions"
 )
 
@@ -41,6 +42,7 @@ type spool struct {
 	now       func() time.Time
 	bytesG    prometheus.Gauge
 	filesG    prometheus.Gauge
+	failures  *metrics.WriteFailures
 
 	mu     sync.Mutex
 	f      *os.File
@@ -63,6 +65,7 @@ func openSpool(dir string, fileBytes, maxBytes int64, fileAge time.Duration, log
 	s := &spool{
 		dir: dir, fileBytes: fileBytes, fileAge: fileAge, maxBytes: maxBytes,
 		log: log, now: time.Now, bytesG: bytesG, filesG: filesG,
+		failures: metrics.NewWriteFailures("webhook_spool", log),
 	}
 	names, err := s.list()
 	if err != nil {
@@ -159,10 +162,14 @@ func completeEnd(f *os.File, size int64) (int64, error) {
 // returns nil the lines are durable. A file that is full (fileBytes) or old (fileAge) is closed
 // first and a new one started; a batch larger than fileBytes still goes into one file whole.
 //
-// When the write or the fsync fails, the file is closed and never written again (the next
-// append starts a new one): it may end in a partial line, which its reader waits on and the
-// next start cuts off (openSpool); the janitor leaves it alone until then, since its position
-// never reaches its size.
+// The space for data is reserved first (fallocate, keeping the file's size): when the
+// filesystem is full that fails before anything is written, the file stays current and
+// complete, and the request is answered 500 for the apiserver to retry. When the write or the
+// fsync fails after all (an I/O error, or a filesystem without fallocate), the file is closed
+// and never written again (the next append starts a new one): it may end in a partial line,
+// which its reader waits on and the next start cuts off (openSpool); the janitor leaves it
+// alone until then, since its position never reaches its size. Failures are counted in
+// metrics.DataDirWriteErrors{component="webhook_spool"} and logged once per episode.
 func (s *spool) append(data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,6 +185,11 @@ func (s *spool) append(data []byte) error {
 			return err
 		}
 	}
+	if err := reserve(s.f, s.size, int64(len(data))); err != nil {
+		s.failures.Fail("cannot reserve room in the audit webhook spool: nothing was written, "+
+			"the request is answered 500 and the apiserver retries it", s.cur, err)
+		return fmt.Errorf("write spool %s: %w", s.cur, err)
+	}
 	n, err := s.f.Write(data)
 	s.size += int64(n)
 	s.total += int64(n)
@@ -186,12 +198,32 @@ func (s *spool) append(data []byte) error {
 		err = s.f.Sync()
 	}
 	if err != nil {
-		s.log.Error("spool write failed: the request is answered 500 and the apiserver retries it; "+
-			"this file is written no more", "path", s.cur, "err", err)
+		s.failures.Fail("audit webhook spool write failed: the request is answered 500 and the apiserver "+
+			"retries it; this file is written no more", s.cur, err)
 		s.closeCurrent()
 		return fmt.Errorf("write spool: %w", err)
 	}
+	s.failures.OK(s.cur)
 	return nil
+}
+
+// reserve allocates n bytes of f from offset off without changing its size, so that a write
+// of those bytes cannot fail for want of space. A filesystem without fallocate reserves
+// nothing and returns nil: the write then finds out.
+func reserve(f *os.File, off, n int64) error {
+	const keepSize = 0x01 // FALLOC_FL_KEEP_SIZE
+	for {
+		err := syscall.Fallocate(int(f.Fd()), keepSize, off, n)
+		switch {
+		case err == nil:
+			return nil
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EOPNOTSUPP || err == syscall.ENOSYS:
+			return nil
+		}
+		return fmt.Errorf("reserve %d bytes: %w", n, err)
+	}
 }
 
 // create starts a new current file. Called with s.mu held.

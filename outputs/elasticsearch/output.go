@@ -140,7 +140,7 @@ func New(cfg Config) (*Output, error) {
 		cfg:    cfg,
 		client: client,
 		index:  idx,
-		dead:   deadLetter{dir: deadLetterDir(cfg.DataDir), name: name},
+		dead:   newDeadLetter(cfg.DataDir, name, cfg.Logger),
 		spool:  newSpool(cfg.DataDir, name, cfg.SpoolMaxBytes, cfg.Logger),
 		base:   baseBackoff,
 

@@ -40,6 +40,7 @@ type spool struct {
 	fullG    prometheus.Gauge
 	records  prometheus.Counter
 	replayed prometheus.Counter
+	failures *metrics.WriteFailures
 }
 
 func newSpool(dataDir, name string, max int64, log *slog.Logger) *spool {
@@ -51,6 +52,7 @@ func newSpool(dataDir, name string, max int64, log *slog.Logger) *spool {
 		fullG:    metrics.SpoolFull.WithLabelValues(name),
 		records:  metrics.SpoolRecords.WithLabelValues(name),
 		replayed: metrics.ReplayedRecords.WithLabelValues(name),
+		failures: metrics.NewWriteFailures("elasticsearch_spool", log),
 	}
 }
 
@@ -94,7 +96,11 @@ func spoolFiles(dir string) ([]string, error) {
 }
 
 // write appends data (complete bulk lines of n items) as one fsynced gzip member. It returns false
-// without writing when the spool is full.
+// without writing when the spool is full, and false when the write failed (data_dir full, I/O
+// error): then nothing of data is in the spool (gzipfile cuts a failed member off again, and a
+// file this call created is removed), the failure is counted and logged once per episode
+// (metrics.WriteFailures), and the caller keeps the items and retries Elasticsearch, so they are
+// not acknowledged. The error result is always nil; it is kept for callers that log it.
 func (s *spool) write(data []byte, n int) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,20 +113,34 @@ func (s *spool) write(data []byte, n int) (bool, error) {
 		}
 		return false, nil
 	}
+	created := false
 	if s.f == nil {
 		now := max(time.Now().UnixNano(), s.last+1)
 		path := filepath.Join(s.dir, strconv.FormatInt(now, 10)+spoolSuffix)
 		f, err := gzipfile.Open(path)
 		if err != nil {
-			return false, fmt.Errorf("open spool file %s: %w", path, err)
+			s.failures.Fail("cannot create a fallback spool file; the items stay unacknowledged and Elasticsearch is retried", path, err)
+			return false, nil
 		}
-		s.f, s.last = f, now
+		s.f, s.last, created = f, now, true
 		s.files++
 	}
 	before := s.f.Size()
 	if err := s.f.WriteMember(data); err != nil {
-		return false, fmt.Errorf("write spool file %s: %w", s.f.Path(), err)
+		path := s.f.Path()
+		s.failures.Fail("cannot write to the fallback spool; the items stay unacknowledged and Elasticsearch is retried", path, err)
+		// The next write starts a new file: this one may end in bytes that could not be cut off.
+		s.closeLocked()
+		if created && before == 0 {
+			// Nothing complete in it: do not leave an empty file for the replayer.
+			if rerr := os.Remove(path); rerr == nil {
+				s.files--
+			}
+		}
+		s.updateLocked()
+		return false, nil
 	}
+	s.failures.OK(s.f.Path())
 	s.bytes += s.f.Size() - before
 	s.records.Add(float64(n))
 	s.updateLocked()

@@ -3,6 +3,7 @@ package elasticsearch
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/internal/estest"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
 )
@@ -300,5 +302,62 @@ func TestSpoolOnConnectionRefused(t *testing.T) {
 	}
 	if got := gaugeValue(t, o.spool.filesG); got != 1 {
 		t.Fatalf("spool files gauge %v, want 1", got)
+	}
+}
+
+// TestSpoolWriteError: while the spool directory cannot be created (a file stands where it
+// should be), write reports false so the items stay unacknowledged, leaves no file, counts every
+// failure and logs the episode once; once the obstacle is gone the same data is written.
+func TestSpoolWriteError(t *testing.T) {
+	dataDir := t.TempDir()
+	blocker := filepath.Join(dataDir, "spool")
+	if err := os.WriteFile(blocker, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	s := newSpool(dataDir, "es-write-error", 1<<20, slog.New(slog.NewTextHandler(&logs, nil)))
+	errs := metrics.DataDirWriteErrors.WithLabelValues("elasticsearch_spool")
+	before := metrics.Value(errs)
+	data := []byte("{\"create\":{\"_index\":\"x\",\"_id\":\"1\"}}\n{\"message\":\"m\"}\n")
+	for range 3 {
+		if ok, err := s.write(data, 1); ok || err != nil {
+			t.Fatalf("write with the spool directory blocked = %v, %v; want false, nil", ok, err)
+		}
+	}
+	if got := metrics.Value(errs) - before; got != 3 {
+		t.Errorf("skiff_data_dir_write_errors_total{component=elasticsearch_spool} grew by %v, want 3", got)
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines for one episode of 3 failures, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "errno=ENOTDIR") {
+		t.Errorf("the log does not name the errno:\n%s", logs.String())
+	}
+	if !s.empty() {
+		t.Error("the spool counts a file although no write succeeded")
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.write(data, 1); !ok || err != nil {
+		t.Fatalf("write after the repair = %v, %v; want true, nil", ok, err)
+	}
+	paths, err := s.seal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 1 {
+		t.Fatalf("spool files %v, want one", paths)
+	}
+	var got []string
+	complete, err := gzipfile.ReadAll(paths[0], func(line []byte) error {
+		got = append(got, string(line))
+		return nil
+	})
+	if err != nil || !complete || len(got) != 2 {
+		t.Fatalf("spool file: lines %q complete %v err %v; want the 2 lines written once", got, complete, err)
+	}
+	if !strings.Contains(logs.String(), "writing works again") {
+		t.Errorf("the log does not say the spool recovered:\n%s", logs.String())
 	}
 }

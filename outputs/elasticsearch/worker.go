@@ -393,8 +393,8 @@ func (w *worker) settle(pending []item) []item {
 	o := w.o
 	if n := w.deadLetter(pending); n > 0 {
 		if path, err := o.dead.write(time.Now(), w.lines); err != nil {
-			o.cfg.Logger.Error("documents rejected by Elasticsearch could not be written to the dead-letter file; retrying them",
-				"output", o.cfg.Name, "documents", n, "error", err)
+			// dead.write logged it, once per episode of failures (path is the file it tried):
+			// the documents are retried, not acknowledged.
 			for k := range w.res {
 				if w.res[k].fate == fateReject {
 					w.res[k].fate = fateRetry
@@ -575,13 +575,8 @@ func (w *worker) giveUp(pending []item) bool {
 		return false
 	}
 	body := w.body[pending[0].off:pending[len(pending)-1].end]
-	ok, err := o.spool.write(body, len(pending))
-	if err != nil {
-		o.cfg.Logger.Error("write to the fallback spool failed; retrying Elasticsearch", "output", o.cfg.Name,
-			"items", len(pending), "error", err)
-		return false
-	}
-	if !ok {
+	// A failed spool write is logged by the spool, once per episode: keep retrying Elasticsearch.
+	if ok, _ := o.spool.write(body, len(pending)); !ok {
 		return false
 	}
 	w.finishItems(pending, event.Spooled)

@@ -61,9 +61,11 @@ type Config struct {
 // is written as one gzip member (then fsynced) when its documents reach FlushBytes, when
 // FlushInterval has passed, or when Send is waiting for room; a batch is finished with
 // event.Delivered only once every path holding one of its records has been written. A write
-// that fails (disk full, a file where a directory should be) is logged and retried with
-// backoff while the records stay held: nothing is acknowledged that is not on disk, and
-// nothing is dropped. Files not written for 2×FlushInterval + 1 minute are closed.
+// that fails (disk full, a file where a directory should be) is counted
+// (metrics.DataDirWriteErrors{component="file_output"}), logged once per episode of failures,
+// and retried with backoff while the records stay held: nothing is acknowledged that is not on
+// disk, nothing is dropped, the failed member is cut off again and a file left empty by it is
+// removed. Files not written for 2×FlushInterval + 1 minute are closed.
 type Output struct {
 	cfg       Config
 	tmpl      *template.Template
@@ -77,6 +79,7 @@ type Output struct {
 	requestsErr       prometheus.Counter
 	latency           prometheus.Observer
 	queued            prometheus.Gauge
+	failures          *metrics.WriteFailures
 
 	mu       sync.Mutex
 	queue    []*event.Batch // accepted by Send, not yet taken by Run
@@ -143,6 +146,7 @@ func New(cfg Config) (*Output, error) {
 		requestsErr: metrics.OutputRequests.WithLabelValues(cfg.Name, "error"),
 		latency:     metrics.OutputLatency.WithLabelValues(cfg.Name),
 		queued:      metrics.OutputQueued.WithLabelValues(cfg.Name),
+		failures:    metrics.NewWriteFailures("file_output", log.With("output", cfg.Name)),
 		space:       make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 		runStarted:  make(chan struct{}),

@@ -329,22 +329,34 @@ func TestWriteErrorRetries(t *testing.T) {
 	waitFor(t, "the healthy path's ack", func() bool { d, _ := a.counts(); return d == 1 })
 	errs := metrics.OutputRequests.WithLabelValues(o.cfg.Name, "error")
 	errsBefore := metricValue(errs)
+	writeErrs := metrics.DataDirWriteErrors.WithLabelValues("file_output")
+	writeErrsBefore := metricValue(writeErrs)
 	waitFor(t, "several retries", func() bool { return metricValue(errs)-errsBefore >= 3 })
+	if n := metricValue(writeErrs) - writeErrsBefore; n < 3 {
+		t.Errorf("skiff_data_dir_write_errors_total{component=file_output} grew by %v over 3 failed writes", n)
+	}
 	if d, f := a.counts(); d != 1 || f != 0 {
 		t.Fatalf("while blocked: delivered %d failed %d, want 1 0", d, f)
 	}
 	if docs := readDocs(t, filepath.Join(dir, "ok", "out.gz")); len(docs) != 2 {
 		t.Fatalf("healthy path has %d documents, want 2", len(docs))
 	}
-	for _, want := range []string{"level=ERROR", "file write failed", "path=" + dir + "/blocked/out.gz", "not a directory", "records=1"} {
+	for _, want := range []string{"level=ERROR", "file write failed", "path=" + dir + "/blocked/out.gz", "not a directory", "errno=ENOTDIR"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
+	}
+	// The failures are one episode: logged once, not once per retry.
+	if n := strings.Count(logs.String(), "file write failed"); n != 1 {
+		t.Errorf("the failing path was logged %d times, want once per episode:\n%s", n, logs.String())
 	}
 	if err := os.Remove(filepath.Join(dir, "blocked")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "acks after repair", func() bool { d, _ := a.counts(); return d == 3 })
+	if !strings.Contains(logs.String(), "writing works again") {
+		t.Errorf("log does not say the writes recovered:\n%s", logs.String())
+	}
 	if docs := readDocs(t, filepath.Join(dir, "blocked", "out.gz")); len(docs) != 1 {
 		t.Fatalf("repaired path has %d documents, want 1", len(docs))
 	}

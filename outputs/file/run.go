@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/skiff-logs/skiff/agent/event"
@@ -166,9 +167,11 @@ func (w *writer) flush(ps *pathState) {
 	}
 	o.requestsOK.Inc()
 	if ps.failures > 0 {
-		o.log.Info("file write recovered", "path", ps.path, "records", ps.records, "attempts", ps.failures+1)
+		ps.failures = 0
+		if !w.anyFailing() {
+			o.failures.OK(ps.path) // the episode ends when no path fails any more
+		}
 	}
-	ps.failures = 0
 	ps.lastWrite = time.Now()
 	if cap(ps.buf) > 4*o.cfg.FlushBytes {
 		ps.buf = nil // do not keep the memory a long outage made it grow to
@@ -187,10 +190,15 @@ func (w *writer) flush(ps *pathState) {
 }
 
 // failed records a failed write of ps and schedules the retry. The file is closed so that the
-// retry opens it afresh (the directory may have been repaired, or replaced).
+// retry opens it afresh (the directory may have been repaired, or replaced); one that holds no
+// member (created by this first write) is removed, so that no empty gzip file is left behind.
 func (w *writer) failed(ps *pathState, err error) {
 	if ps.file != nil {
+		empty := ps.file.Size() == 0
 		ps.file.Close()
+		if empty {
+			_ = os.Remove(ps.path)
+		}
 		ps.file = nil
 	}
 	ps.failures++
@@ -199,9 +207,17 @@ func (w *writer) failed(ps *pathState, err error) {
 	backoff = min(backoff, w.o.retryMax)
 	backoff += time.Duration(rand.Int64N(int64(backoff)/5 + 1)) // jitter, so paths spread out
 	ps.retryAt = time.Now().Add(backoff)
-	w.o.log.Error("file write failed; records are held and retried, not acknowledged",
-		"path", ps.path, "err", err, "records", ps.records, "bytes", len(ps.buf),
-		"attempt", ps.failures, "retry_in", backoff.Round(time.Millisecond))
+	w.o.failures.Fail("file write failed; records are held and retried, not acknowledged", ps.path, err)
+}
+
+// anyFailing reports whether some path's last write failed.
+func (w *writer) anyFailing() bool {
+	for _, ps := range w.paths {
+		if ps.failures > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // armRetry sets the retry timer for the earliest failed path, if any.
