@@ -28,7 +28,9 @@ import (
 // FileName is the positions file's name inside the agent's data_dir.
 const FileName = "positions.json"
 
-// Version is the only positions-file format version this package reads and writes.
+// Version is the only positions-file format version this package reads and writes. Fields
+// added since (size, orig_dev/orig_ino) are optional: a file written before them loads with
+// their zero values, and an older skiff reading a newer file ignores them.
 const Version = 1
 
 // DefaultRetention is how long an entry is kept after its file was last open.
@@ -55,8 +57,17 @@ type Entry struct {
 	// Target is the resolved path of Path when it differs (the real file behind a symlink); it
 	// is where rotated siblings are looked for after a restart.
 	Target string
-	// Offset is the byte offset up to which every record was delivered.
+	// Offset is the byte offset up to which every record was delivered. For a gzip-compressed
+	// file it is an offset in the decompressed content.
 	Offset int64
+	// Size is the file's size (decompressed, for a gzip-compressed file) when the reader last
+	// looked; 0 when unknown (entries written before the field existed). Offset < Size means
+	// the file was not read to its end: what is left is lost if the file disappears.
+	Size int64
+	// Origin, when not zero, is the identity document ids derive from instead of Key: a
+	// gzip-compressed rotated file is keyed by its own inode but keeps the identity of the
+	// uncompressed file it was made from, so that its records get the same ids.
+	Origin Key
 	// Updated is when Offset last changed.
 	Updated time.Time
 }
@@ -234,6 +245,61 @@ func (s *Store) Commit(k Key, fp uint64, gen uint32, offset int64) bool {
 	return true
 }
 
+// SetSize records the size of the file generation described by k, fp and gen (see Entry.Size);
+// like Commit, it changes nothing when the entry describes another generation.
+func (s *Store) SetSize(k Key, fp uint64, gen uint32, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.entries[k]
+	if !ok || it.Fingerprint != fp || it.Generation != gen || it.Size == size {
+		return
+	}
+	it.Size = size
+	s.version++
+}
+
+// Lookup returns an entry whose file had the resolved path target (Entry.Target, or Path when
+// Target is empty) and the fingerprint fp, other than the entry for except: the file a
+// rotated, compressed copy was made from. Among several, the one updated last wins.
+func (s *Store) Lookup(target string, fp uint64, except Key) (Entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *item
+	for k, it := range s.entries {
+		if k == except || it.Fingerprint != fp {
+			continue
+		}
+		t := it.Target
+		if t == "" {
+			t = it.Path
+		}
+		if t != target {
+			continue
+		}
+		if best == nil || it.Updated.After(best.Updated) {
+			best = it
+		}
+	}
+	if best == nil {
+		return Entry{}, false
+	}
+	return best.Entry, true
+}
+
+// Remove drops the entry for k if it still has the fingerprint fp and no tracker holds it (a
+// file that is gone for good, once its loss was counted). It reports whether it did.
+func (s *Store) Remove(k Key, fp uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.entries[k]
+	if !ok || it.Fingerprint != fp || it.holds > 0 {
+		return false
+	}
+	delete(s.entries, k)
+	s.version++
+	return true
+}
+
 // hold pins the entry for k against expiry until the returned func is called.
 func (s *Store) hold(k Key) (release func()) {
 	s.mu.Lock()
@@ -398,6 +464,9 @@ type entryJSON struct {
 	Path    string `json:"path"`
 	Target  string `json:"target,omitempty"`
 	Offset  int64  `json:"offset"`
+	Size    int64  `json:"size,omitempty"`
+	OrigDev uint64 `json:"orig_dev,omitempty"`
+	OrigIno uint64 `json:"orig_ino,omitempty"`
 	Updated string `json:"updated"`
 }
 
@@ -411,6 +480,9 @@ func encode(es []Entry) []byte {
 			Path:    e.Path,
 			Target:  e.Target,
 			Offset:  e.Offset,
+			Size:    e.Size,
+			OrigDev: e.Origin.Dev,
+			OrigIno: e.Origin.Ino,
 			Updated: e.Updated.UTC().Format(time.RFC3339),
 		}
 	}
@@ -445,6 +517,9 @@ func decode(data []byte) ([]Entry, error) {
 		if fe.Offset < 0 {
 			return nil, fmt.Errorf("%w: files[%d].offset: negative", errFormat, i)
 		}
+		if fe.Size < 0 {
+			return nil, fmt.Errorf("%w: files[%d].size: negative", errFormat, i)
+		}
 		var upd time.Time
 		if fe.Updated != "" {
 			if upd, err = time.Parse(time.RFC3339, fe.Updated); err != nil {
@@ -458,6 +533,8 @@ func decode(data []byte) ([]Entry, error) {
 			Path:        fe.Path,
 			Target:      fe.Target,
 			Offset:      fe.Offset,
+			Size:        fe.Size,
+			Origin:      Key{Dev: fe.OrigDev, Ino: fe.OrigIno},
 			Updated:     upd,
 		})
 	}

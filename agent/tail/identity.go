@@ -43,15 +43,24 @@ func fingerprint(f *os.File) (fp uint64, ok bool, err error) {
 	if err != nil && err != io.EOF {
 		return 0, false, fmt.Errorf("read fingerprint of %s: %w", f.Name(), err)
 	}
-	b := buf[:n]
+	fp, ok = fingerprintOf(buf[:n])
+	return fp, ok, nil
+}
+
+// fingerprintOf hashes b, the first bytes of a file (at most fingerprintBytes), up to and
+// including its first '\n'. ok is false when b has no newline and is shorter than
+// fingerprintBytes; fp is then the hash of all of b (the fingerprint of a complete file that
+// will not grow, such as a compressed one).
+func fingerprintOf(b []byte) (fp uint64, ok bool) {
+	ok = true
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i+1]
-	} else if n < fingerprintBytes {
-		return 0, false, nil
+	} else if len(b) < fingerprintBytes {
+		ok = false
 	}
 	h := fnv.New64a()
 	h.Write(b)
-	return h.Sum64(), true, nil
+	return h.Sum64(), ok
 }
 
 // idPrefix is the document-id prefix of one file generation: 16 lower-hex digits of FNV-64a

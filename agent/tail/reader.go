@@ -51,6 +51,12 @@ type reader struct {
 	gone    atomic.Bool  // path no longer leads to this file
 	readOff atomic.Int64 // file offset read up to, for the scanner's size check
 	drained chan struct{}
+	// idFP is the fingerprint of the current generation once begun (0 before): the scanner
+	// matches the compressed copy of a file against the reader that already reads it.
+	idFP atomic.Uint64
+	// isGz: the file is a gzip-compressed rotated file, read through gz (decompressed
+	// offsets); it is complete, so it is read once to its end.
+	isGz bool
 
 	// goroutine-local
 	desc     event.Source
@@ -83,6 +89,9 @@ type reader struct {
 	nTrunc     int
 	nTruncB    int64
 	nInvalid   int
+	gz         *gzStream // open while a gzip file is being read
+	gzDone     bool      // the gzip file was read to its end (or its damage)
+	gzDamaged  bool      // ... and it ended at damage: its last, unterminated line is cut
 }
 
 // generation is one life of the file between truncations.
@@ -102,6 +111,7 @@ func newReader(t *Tailer, f *os.File, path, name, target, origin string, k posit
 		mode: mode, after: after,
 		wake:    make(chan struct{}, 1),
 		drained: make(chan struct{}),
+		isGz:    isGz(name),
 	}
 	r.log = t.log.With("path", path)
 	if name != path {
@@ -167,6 +177,10 @@ func (r *reader) close(retire bool) {
 		fp = r.g.fp
 		r.g.tracker.Close()
 	}
+	if r.gz != nil {
+		r.gz.Close()
+		r.gz = nil
+	}
 	_ = r.f.Close()
 	r.releaseBuf()
 	if !r.drainedC {
@@ -177,6 +191,9 @@ func (r *reader) close(retire bool) {
 
 // step reads whatever the file has now, up to its end.
 func (r *reader) step(ctx context.Context, handle handleFunc) error {
+	if r.isGz {
+		return r.stepGz(ctx, handle)
+	}
 	fi, err := r.f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", r.name, err)
@@ -196,12 +213,15 @@ func (r *reader) step(ctx context.Context, handle handleFunc) error {
 			}
 		}
 	}
-	r.size = size
 	if r.g == nil {
+		r.size = size
 		ok, err := r.begin(size)
 		if err != nil || !ok {
 			return err
 		}
+	} else if size != r.size {
+		r.size = size
+		r.t.cfg.Positions.SetSize(r.key, r.g.fp, r.g.num, size)
 	}
 	return r.readToEOF(ctx, handle)
 }
@@ -240,7 +260,7 @@ func (r *reader) begin(size int64) (bool, error) {
 	src := r.desc
 	src.IDPrefix = idPrefix(r.key, fp, gen)
 	g := &generation{num: gen, fp: fp, src: &src, acked: off}
-	entry := positions.Entry{Key: r.key, Fingerprint: fp, Generation: gen, Path: r.path, Offset: off}
+	entry := positions.Entry{Key: r.key, Fingerprint: fp, Generation: gen, Path: r.path, Offset: off, Size: size}
 	if r.origin != r.path {
 		entry.Target = r.origin
 	}
@@ -256,6 +276,7 @@ func (r *reader) begin(size int64) (bool, error) {
 		g.tracker.SetUncharge(cfg.Budget.releaseChunk)
 	}
 	r.g = g
+	r.idFP.Store(fp)
 	r.resetBuffer(off)
 	return true, nil
 }
@@ -289,7 +310,11 @@ func (r *reader) truncated(why string) {
 // Budget, it first waits for room for its working set, holding no buffer when idle.
 func (r *reader) readToEOF(ctx context.Context, handle handleFunc) error {
 	if b := r.t.cfg.Budget; b != nil {
-		n, err := b.readers.acquire(ctx, r.t.workingSet)
+		ws := r.t.workingSet
+		if r.isGz {
+			ws += gzWorkingSet
+		}
+		n, err := b.readers.acquire(ctx, ws)
 		if err != nil {
 			return err
 		}
@@ -300,7 +325,13 @@ func (r *reader) readToEOF(ctx context.Context, handle handleFunc) error {
 			return err
 		}
 		r.ensureRoom()
-		n, err := r.f.ReadAt(r.buf[r.end:], r.off)
+		var n int
+		var err error
+		if r.isGz {
+			n, err = r.readGz(r.buf[r.end:])
+		} else {
+			n, err = r.f.ReadAt(r.buf[r.end:], r.off)
+		}
 		if n > 0 {
 			r.end += n
 			r.off += int64(n)
@@ -604,7 +635,7 @@ func (r *reader) countChunk() {
 // emitted as it is, and the fragments the parser still holds are emitted as truncated records,
 // so the final position is the file's end.
 func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) {
-	if !r.gone.Load() {
+	if !r.gone.Load() && !r.isGz {
 		r.goneAt = time.Time{}
 		return false, nil
 	}
@@ -620,8 +651,8 @@ func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) 
 	if r.lastGrowth.After(last) {
 		last = r.lastGrowth
 	}
-	if now.Sub(last) < r.t.cfg.DrainGrace {
-		return false, nil
+	if now.Sub(last) < r.t.cfg.DrainGrace && !r.gzDone {
+		return false, nil // a compressed file is complete: no grace
 	}
 	if r.g == nil {
 		return true, nil
@@ -632,7 +663,7 @@ func (r *reader) finished(ctx context.Context, handle handleFunc) (bool, error) 
 			r.countTruncated(int64(len(line)) + r.dropped - int64(r.t.cfg.MaxLineBytes))
 			line = trimPartialRune(line)
 		}
-		if err := r.emit(ctx, handle, line, r.lineOff, r.off, r.discarding); err != nil {
+		if err := r.emit(ctx, handle, line, r.lineOff, r.off, r.discarding || r.gzDamaged); err != nil {
 			return false, err
 		}
 		r.start = r.end

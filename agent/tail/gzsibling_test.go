@@ -1,0 +1,244 @@
+package tail
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/metrics"
+	"github.com/skiff-logs/skiff/agent/positions"
+)
+
+// kubelet imitates the kubelet's container log manager for the 0.log of one container.
+type kubelet struct {
+	t        *testing.T
+	current  string // .../0.log
+	maxFiles int    // containerLogMaxFiles, the current file included
+}
+
+// rotate renames the current file to <current>.<ts>, has the "runtime" reopen an empty current
+// file, compresses every rotated file but the newest (through <name>.tmp) and removes the
+// oldest rotated files beyond maxFiles.
+func (k *kubelet) rotate(ts string) {
+	k.t.Helper()
+	must(k.t, os.Rename(k.current, k.current+"."+ts))
+	writeFile(k.t, k.current, "")
+	rotated := k.rotated()
+	for _, name := range rotated[:len(rotated)-1] {
+		if !strings.HasSuffix(name, ".gz") {
+			compress(k.t, name)
+		}
+	}
+	rotated = k.rotated()
+	for len(rotated)+1 > k.maxFiles {
+		must(k.t, os.Remove(rotated[0]))
+		rotated = rotated[1:]
+	}
+}
+
+// rotated lists the rotated files, oldest first.
+func (k *kubelet) rotated() []string {
+	m, err := filepath.Glob(k.current + ".*")
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	slices.SortFunc(m, func(a, b string) int {
+		return strings.Compare(strings.TrimSuffix(a, ".gz"), strings.TrimSuffix(b, ".gz"))
+	})
+	return m
+}
+
+// compress gzips name the kubelet's way: <name>.tmp, renamed to <name>.gz, then <name> removed.
+func compress(t *testing.T, name string) {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, name+".tmp", string(gzipBytes(t, data)))
+	must(t, os.Rename(name+".tmp", name+".gz"))
+	must(t, os.Remove(name))
+}
+
+func gzipBytes(tb testing.TB, data []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		tb.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// gzEnv is one container directory with its 0.log, and a positions directory whose file can
+// be saved and put back (a SIGKILL after delivery but before the positions were written).
+type gzEnv struct {
+	t         *testing.T
+	dir, data string
+	current   string
+}
+
+func newGzEnv(t *testing.T) *gzEnv {
+	dir := t.TempDir()
+	return &gzEnv{t: t, dir: dir, data: t.TempDir(), current: filepath.Join(dir, "0.log")}
+}
+
+func (e *gzEnv) positionsFile() string { return filepath.Join(e.data, positions.FileName) }
+
+func (e *gzEnv) savePositions() []byte {
+	b, err := os.ReadFile(e.positionsFile())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *gzEnv) restorePositions(b []byte) {
+	writeFile(e.t, e.positionsFile(), string(b))
+}
+
+// run starts a tailer with a fresh store from the positions file, waits for n records and
+// for the rotated files to close, stops it, calls settle (if any: e.g. to deliver some of the
+// held chunks), writes the positions and returns the sink.
+func (e *gzEnv) run(n int, tune func(*Config), s *sink, settle func(*sink)) *sink {
+	e.t.Helper()
+	store := newStore(e.t, e.data)
+	cfg := testConfig(e.t, e.dir, store)
+	if tune != nil {
+		tune(&cfg)
+	}
+	stop := start(e.t, cfg, s)
+	waitRecords(e.t, s, n)
+	waitFor(e.t, "rotated files closed", func() bool {
+		return metrics.Value(metrics.FilesOpen.WithLabelValues(cfg.Input)) == 1
+	})
+	stop()
+	if settle != nil {
+		settle(s)
+	}
+	if err := store.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func idsByMessage(recs []got) map[string]string {
+	m := make(map[string]string)
+	for _, r := range recs {
+		m[r.Msg] = r.ID
+	}
+	return m
+}
+
+// TestRestartAfterGzipRotation: skiff delivered the first lines of 0.log and was stopped; the
+// file grew, and the kubelet rotated three times, compressing the older files. After a restart
+// every line is read once, in rotation order; the rest of the known file is read from its
+// compressed copy with the ids reading the uncompressed file gives; a compressed file skiff
+// never saw gets the same ids on every restart.
+func TestRestartAfterGzipRotation(t *testing.T) {
+	e := newGzEnv(t)
+	kl := &kubelet{t: t, current: e.current, maxFiles: 5}
+	writeFile(t, e.current, lines("a", 0, 10))
+	e.run(10, nil, &sink{}, nil)
+	known := e.savePositions()
+
+	appendFile(t, e.current, lines("a", 10, 20))
+	ref := e.run(10, nil, &sink{}, nil).records() // what reading the uncompressed rest gives
+	if got := ref[0].Msg; got != "a10" {
+		t.Fatalf("reference run starts at %q", got)
+	}
+	e.restorePositions(known) // as if skiff was killed before writing its positions
+
+	kl.rotate("20240101-000000")
+	appendFile(t, e.current, lines("b", 0, 5))
+	kl.rotate("20240101-000100")
+	appendFile(t, e.current, lines("c", 0, 5))
+	kl.rotate("20240101-000200")
+	appendFile(t, e.current, lines("d", 0, 3))
+	if got := kl.rotated(); len(got) != 3 || !strings.HasSuffix(got[0], ".gz") || !strings.HasSuffix(got[1], ".gz") {
+		t.Fatalf("rotated files %q, want two compressed and one plain", got)
+	}
+
+	want := slices.Concat(seq("a", 10, 20), seq("b", 0, 5), seq("c", 0, 5), seq("d", 0, 3))
+	first := e.run(len(want), nil, &sink{}, nil).records()
+	second := func() []got {
+		e.restorePositions(known)
+		return e.run(len(want), nil, &sink{}, nil).records()
+	}()
+	for _, recs := range [][]got{first, second} {
+		var msgs []string
+		for _, r := range recs {
+			msgs = append(msgs, r.Msg)
+		}
+		if !slices.Equal(msgs, want) {
+			t.Fatalf("records %q, want %q", msgs, want)
+		}
+	}
+	refIDs := idsByMessage(ref)
+	for i, r := range first {
+		if id, ok := refIDs[r.Msg]; ok && id != r.ID {
+			t.Errorf("%q from the compressed file has id %s, reading it uncompressed gave %s", r.Msg, r.ID, id)
+		}
+		if second[i].ID != r.ID {
+			t.Errorf("%q has id %s after one restart and %s after another", r.Msg, r.ID, second[i].ID)
+		}
+	}
+}
+
+// TestRestartInsideGzip: a restart while a compressed file is half delivered resumes at the
+// decompressed offset of the last delivered record: nothing is read twice, nothing skipped,
+// and the ids are those of the first reading.
+func TestRestartInsideGzip(t *testing.T) {
+	e := newGzEnv(t)
+	kl := &kubelet{t: t, current: e.current, maxFiles: 5}
+	writeFile(t, e.current, lines("a", 0, 3))
+	e.run(3, nil, &sink{}, nil)
+	kl.rotate("20240101-000000")
+	appendFile(t, e.current, lines("b", 0, 100))
+	kl.rotate("20240101-000100")
+	appendFile(t, e.current, lines("c", 0, 3))
+	kl.rotate("20240101-000200")
+	appendFile(t, e.current, lines("d", 0, 3))
+
+	want := slices.Concat(seq("b", 0, 100), seq("c", 0, 3), seq("d", 0, 3))
+	small := func(c *Config) { c.ChunkRecords = 10 }
+	held := e.run(len(want), small, &sink{hold: true}, func(s *sink) {
+		for i := range 3 { // delivered before the crash
+			s.batch(i).Done(event.Delivered)
+		}
+	})
+	first := held.records()
+	if got := first[29].Msg; got != "b29" {
+		t.Fatalf("the 30th record is %q", got)
+	}
+	gz := kl.rotated()[1]
+	if !strings.HasSuffix(gz, ".gz") {
+		t.Fatalf("rotated files %q", kl.rotated())
+	}
+	store := newStore(t, e.data)
+	entry, ok := store.Get(fileKey(t, gz))
+	if wantOff := int64(len(lines("b", 0, 30))); !ok || entry.Offset != wantOff {
+		t.Fatalf("entry of the compressed file %+v (found %v), want offset %d", entry, ok, wantOff)
+	}
+
+	rest := e.run(len(want)-30, nil, &sink{}, nil).records()
+	var msgs []string
+	ids := idsByMessage(first)
+	for _, r := range rest {
+		msgs = append(msgs, r.Msg)
+		if ids[r.Msg] != r.ID {
+			t.Errorf("%q: id %s after the restart, %s before", r.Msg, r.ID, ids[r.Msg])
+		}
+	}
+	if !slices.Equal(msgs, want[30:]) {
+		t.Fatalf("after the restart %q, want %q", msgs, want[30:])
+	}
+}
