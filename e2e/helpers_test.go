@@ -239,6 +239,13 @@ type proc struct {
 // process is SIGKILLed (by its PID) at the end of the test if it is still running.
 func (e *env) start(cfgPath string) *proc {
 	e.t.Helper()
+	return e.startWrapped(nil, cfgPath)
+}
+
+// startWrapped is start with skiff run by the command wrap (e.g. `nsenter … --`, which must
+// exec it so that the process is skiff itself) when wrap is not empty.
+func (e *env) startWrapped(wrap []string, cfgPath string) *proc {
+	e.t.Helper()
 	e.mu.Lock()
 	logPath := filepath.Join(e.dir, fmt.Sprintf("skiff-%d.stderr", len(e.logs)+1))
 	e.logs = append(e.logs, logPath)
@@ -247,7 +254,8 @@ func (e *env) start(cfgPath string) *proc {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(binary(e.t), "run", "--config", cfgPath)
+	args := append(append([]string(nil), wrap...), binary(e.t), "run", "--config", cfgPath)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

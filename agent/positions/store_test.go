@@ -21,7 +21,8 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 	want := []Entry{
 		{Key: Key{Dev: 1, Ino: 2}, Fingerprint: 0xdeadbeefcafef00d, Generation: 3, Path: "/b.log", Offset: 99},
-		{Key: Key{Dev: 1<<63 + 5, Ino: 1<<64 - 1}, Fingerprint: 1, Path: "/a.log", Target: "/pods/a/0.log", Offset: 1 << 40},
+		{Key: Key{Dev: 1<<63 + 5, Ino: 1<<64 - 1}, Fingerprint: 1, Path: "/a.log", Target: "/pods/a/0.log", Offset: 1 << 40,
+			Size: 1<<40 + 7, Origin: Key{Dev: 9, Ino: 10}},
 	}
 	for _, e := range want {
 		s.Put(e)
@@ -41,7 +42,8 @@ func TestStoreRoundTrip(t *testing.T) {
 	for i, w := range []Entry{want[1], want[0]} {
 		g := got[i]
 		if g.Key != w.Key || g.Fingerprint != w.Fingerprint || g.Generation != w.Generation ||
-			g.Path != w.Path || g.Target != w.Target || g.Offset != w.Offset || g.Updated.IsZero() {
+			g.Path != w.Path || g.Target != w.Target || g.Offset != w.Offset || g.Updated.IsZero() ||
+			g.Size != w.Size || g.Origin != w.Origin {
 			t.Errorf("entry %d = %+v, want %+v", i, g, w)
 		}
 	}
@@ -254,5 +256,76 @@ func TestStoreOpenFailsOnIOError(t *testing.T) {
 	}
 	if _, err := Open(p, nil); err == nil {
 		t.Fatal("Open of an unreadable file succeeded")
+	}
+}
+
+// TestLoadsFileWithoutNewFields: a positions file written before size and orig_dev/orig_ino
+// existed loads, with those fields zero.
+func TestLoadsFileWithoutNewFields(t *testing.T) {
+	p := filepath.Join(t.TempDir(), FileName)
+	old := `{"version":1,"files":[{"dev":1,"ino":2,"fp":"00000000000000ff","gen":0,"path":"/a.log","offset":5,"updated":"2024-01-02T03:04:05Z"}]}`
+	if err := os.WriteFile(p, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MovedAside() != "" {
+		t.Fatal("an older positions file was moved aside")
+	}
+	e, ok := s.Get(Key{Dev: 1, Ino: 2})
+	if !ok || e.Offset != 5 || e.Fingerprint != 0xff || e.Size != 0 || e.Origin != (Key{}) {
+		t.Fatalf("entry %+v (found %v)", e, ok)
+	}
+}
+
+func TestLookupSetSizeRemove(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := Entry{Key: Key{Dev: 1, Ino: 2}, Fingerprint: 7, Path: "/c/x.log", Target: "/pods/x/0.log", Offset: 10, Size: 20}
+	other := Entry{Key: Key{Dev: 1, Ino: 3}, Fingerprint: 7, Path: "/pods/y/0.log", Offset: 1}
+	s.Put(plain)
+	s.Put(other)
+	for _, tc := range []struct {
+		target string
+		fp     uint64
+		except Key
+		want   Key
+		found  bool
+	}{
+		{"/pods/x/0.log", 7, Key{}, plain.Key, true},
+		{"/pods/y/0.log", 7, Key{}, other.Key, true}, // no Target: Path is the resolved path
+		{"/pods/x/0.log", 8, Key{}, Key{}, false},
+		{"/pods/x/0.log", 7, plain.Key, Key{}, false},
+		{"/c/x.log", 7, Key{}, Key{}, false},
+	} {
+		e, ok := s.Lookup(tc.target, tc.fp, tc.except)
+		if ok != tc.found || e.Key != tc.want {
+			t.Errorf("Lookup(%q, %d, %v) = %v %v, want %v %v", tc.target, tc.fp, tc.except, e.Key, ok, tc.want, tc.found)
+		}
+	}
+
+	s.SetSize(plain.Key, 8, 0, 99) // another fingerprint: ignored
+	s.SetSize(plain.Key, 7, 0, 30)
+	if e, _ := s.Get(plain.Key); e.Size != 30 {
+		t.Errorf("size %d, want 30", e.Size)
+	}
+
+	tr := NewTracker(s, plain)
+	if s.Remove(plain.Key, 7) {
+		t.Error("removed an entry a tracker holds")
+	}
+	tr.Close()
+	if s.Remove(plain.Key, 8) {
+		t.Error("removed an entry with another fingerprint")
+	}
+	if !s.Remove(plain.Key, 7) {
+		t.Error("did not remove the entry")
+	}
+	if _, ok := s.Get(plain.Key); ok {
+		t.Error("entry still there")
 	}
 }

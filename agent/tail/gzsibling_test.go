@@ -2,11 +2,15 @@ package tail
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -116,6 +120,9 @@ func (e *gzEnv) run(n int, tune func(*Config), s *sink, settle func(*sink)) *sin
 		tune(&cfg)
 	}
 	stop := start(e.t, cfg, s)
+	if n == 0 {
+		time.Sleep(300 * time.Millisecond) // time to read what should not be read
+	}
 	waitRecords(e.t, s, n)
 	waitFor(e.t, "rotated files closed", func() bool {
 		return metrics.Value(metrics.FilesOpen.WithLabelValues(cfg.Input)) == 1
@@ -241,4 +248,205 @@ func TestRestartInsideGzip(t *testing.T) {
 	if !slices.Equal(msgs, want[30:]) {
 		t.Fatalf("after the restart %q, want %q", msgs, want[30:])
 	}
+}
+
+// TestLostWhenRemovedUnread: skiff delivered the first 3 of 10 lines and stopped; the kubelet
+// then rotated the file and removed it, compressed or not. After a restart the 7 unread lines
+// are counted lost, exactly; a compressed copy that is still there is read instead.
+func TestLostWhenRemovedUnread(t *testing.T) {
+	unread := int64(len(lines("a", 3, 10)))
+	for _, tc := range []struct {
+		name     string
+		compress bool
+		remove   bool
+		want     []string
+		lost     int64
+	}{
+		{"rotated and removed", false, true, seq("n", 0, 2), unread},
+		{"compressed and removed", true, true, seq("n", 0, 2), unread},
+		{"compressed and kept", true, false, slices.Concat(seq("a", 3, 10), seq("n", 0, 2)), 0},
+		{"rotated and kept", false, false, slices.Concat(seq("a", 3, 10), seq("n", 0, 2)), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newGzEnv(t)
+			writeFile(t, e.current, lines("a", 0, 10))
+			e.run(10, func(c *Config) { c.ChunkRecords = 3 }, &sink{hold: true}, func(s *sink) {
+				s.batch(0).Done(event.Delivered)
+			})
+			rotated := e.current + ".20240101-000000"
+			must(t, os.Rename(e.current, rotated))
+			writeFile(t, e.current, lines("n", 0, 2))
+			if tc.compress {
+				compress(t, rotated)
+				rotated += ".gz"
+			}
+			if tc.remove {
+				must(t, os.Remove(rotated))
+			}
+			input := strings.ReplaceAll(t.Name(), "/", "_")
+			before := metrics.Value(metrics.LostBytes.WithLabelValues(input))
+			var msgs []string
+			for _, r := range e.run(len(tc.want), nil, &sink{}, nil).records() {
+				msgs = append(msgs, r.Msg)
+			}
+			if !slices.Equal(msgs, tc.want) {
+				t.Errorf("records %q, want %q", msgs, tc.want)
+			}
+			if got := metrics.Value(metrics.LostBytes.WithLabelValues(input)) - before; got != float64(tc.lost) {
+				t.Errorf("lost bytes %v, want %d", got, tc.lost)
+			}
+			// Counted once: the entry of the lost file is gone. Nothing is read again.
+			if n := len(e.run(0, nil, &sink{}, nil).records()); n != 0 {
+				t.Errorf("%d records read again after a second restart", n)
+			}
+			if got := metrics.Value(metrics.LostBytes.WithLabelValues(input)) - before; got != float64(tc.lost) {
+				t.Errorf("lost bytes %v after a second restart, want %d", got, tc.lost)
+			}
+		})
+	}
+}
+
+// TestDamagedGzip: a compressed rotated file cut short is read up to the damage, the error is
+// logged and counted, and the files after it are read as usual.
+func TestDamagedGzip(t *testing.T) {
+	e := newGzEnv(t)
+	kl := &kubelet{t: t, current: e.current, maxFiles: 5}
+	writeFile(t, e.current, lines("a", 0, 3))
+	e.run(3, nil, &sink{}, nil)
+	appendFile(t, e.current, lines("line-with-some-text-", 0, 5000))
+	kl.rotate("20240101-000000")
+	appendFile(t, e.current, lines("b", 0, 2))
+	kl.rotate("20240101-000100")
+	appendFile(t, e.current, lines("c", 0, 2))
+	gz := kl.rotated()[0]
+	fi, err := os.Stat(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Truncate(gz, fi.Size()/2))
+
+	input := strings.ReplaceAll(t.Name(), "/", "_")
+	errsBefore := metrics.Value(metrics.ReadErrors.WithLabelValues(input))
+	store := newStore(t, e.data)
+	cfg := testConfig(t, e.dir, store)
+	s := &sink{}
+	start(t, cfg, s)
+	tail := slices.Concat(seq("b", 0, 2), seq("c", 0, 2))
+	waitFor(t, "the files after the damaged one", func() bool {
+		msgs := s.messages()
+		return len(msgs) >= len(tail) && slices.Equal(msgs[len(msgs)-len(tail):], tail)
+	})
+	recs := s.records()
+	prefix := recs[:len(recs)-len(tail)]
+	if len(prefix) < 100 || len(prefix) >= 5000 {
+		t.Fatalf("%d records before the damage, want a part of the 5000", len(prefix))
+	}
+	want := seq("line-with-some-text-", 0, len(prefix))
+	for i, r := range prefix {
+		last := i == len(prefix)-1
+		switch {
+		case r.Msg == want[i]:
+		case last && r.Flags&event.FlagTruncated != 0 && strings.HasPrefix(want[i], r.Msg):
+			// the line cut by the damage, flagged
+		default:
+			t.Fatalf("record %d is %q (flags %v), want %q", i, r.Msg, r.Flags, want[i])
+		}
+	}
+	if got := metrics.Value(metrics.ReadErrors.WithLabelValues(input)) - errsBefore; got != 1 {
+		t.Errorf("read errors %v, want 1", got)
+	}
+}
+
+// TestCompressedUnderOpenReader: a gzip file whose content a reader is still reading from
+// its (removed) uncompressed file takes that reader's key, so it joins the chain instead of
+// being read a second time.
+func TestCompressedUnderOpenReader(t *testing.T) {
+	p, store, cfg := fixture(t, "0.log", lines("a", 0, 5))
+	tl, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := p + ".20240101-000000"
+	must(t, os.Rename(p, rotated))
+	f, err := os.Open(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	k := fileKey(t, rotated)
+	r := newReader(tl, f, p, rotated, rotated, p, k, startNew, nil)
+	tl.readers[k] = r
+	writeFile(t, p, "")
+	compress(t, rotated)
+	writeFile(t, p+".20240101-000100", lines("b", 0, 2))
+
+	for _, begun := range []bool{false, true} {
+		if begun {
+			fp, _, _ := fingerprint(f)
+			r.idFP.Store(fp)
+		}
+		sibs := tl.rotatedSiblings(p)
+		if len(sibs) != 2 || !sibs[0].gz || sibs[0].key != k {
+			t.Fatalf("begun %v: siblings %+v, want the .gz first with the open reader's key %v", begun, sibs, k)
+		}
+	}
+	_ = store
+}
+
+// BenchmarkGzipSibling reads a compressed rotated file of ~32 MiB (decompressed) of 300-byte
+// CRI-like lines through the raw parser, as catching up after falling behind does.
+func BenchmarkGzipSibling(b *testing.B) {
+	dir := b.TempDir()
+	var content bytes.Buffer
+	var nLines int64
+	pad := strings.Repeat("0123456789", 30)
+	for content.Len() < 32<<20 {
+		start := content.Len()
+		content.WriteString("2024-01-02T03:04:05.000000001Z stderr F GET /api/v1/items?page=")
+		content.WriteString(strconv.FormatInt(nLines, 10))
+		content.WriteString(" status=200 ")
+		content.WriteString(pad[:299-(content.Len()-start)])
+		content.WriteByte('\n')
+		nLines++
+	}
+	size := int64(content.Len())
+	path := filepath.Join(dir, "0.log.20240101-000000.gz")
+	if err := os.WriteFile(path, gzipBytes(b, content.Bytes()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	store, err := positions.Open(filepath.Join(dir, positions.FileName), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl, err := New(Config{Input: "bench-gz", Paths: []string{filepath.Join(dir, "0.log")}, NewParser: newRawParser, Positions: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var records int64
+	handle := func(_ context.Context, c *event.Chunk) error {
+		records += int64(len(c.Records))
+		return nil
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for range b.N {
+		r := readOnce(b, tl, path, handle)
+		if r.off != size {
+			b.Fatalf("read %d of %d bytes", r.off, size)
+		}
+		r.g.tracker.Close()
+		store.Put(positions.Entry{Key: r.key, Path: path}) // read it from 0 next time
+		r.releaseBuf()
+		r.f.Close()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	if records != int64(b.N)*nLines {
+		b.Fatalf("%d records, want %d", records, int64(b.N)*nLines)
+	}
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(records), "allocs/record")
 }
