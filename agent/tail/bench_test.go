@@ -47,6 +47,12 @@ func BenchmarkReader(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchRead(b, tl, store, path, size, size/lineLen)
+}
+
+// benchRead has a reader read path (size bytes, wantRecords records) from 0, b.N times, and
+// reports records/s and allocs/record.
+func benchRead(b *testing.B, tl *Tailer, store *positions.Store, path string, size, wantRecords int64) {
 	var records int64
 	handle := func(_ context.Context, c *event.Chunk) error {
 		records += int64(len(c.Records))
@@ -71,8 +77,8 @@ func BenchmarkReader(b *testing.B) {
 	}
 	b.StopTimer()
 	runtime.ReadMemStats(&after)
-	if records != int64(b.N)*(size/lineLen) {
-		b.Fatalf("%d records, want %d", records, int64(b.N)*(size/lineLen))
+	if records != int64(b.N)*wantRecords {
+		b.Fatalf("%d records, want %d", records, int64(b.N)*wantRecords)
 	}
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(records), "allocs/record")

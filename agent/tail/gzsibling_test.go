@@ -2,10 +2,8 @@ package tail
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,31 +420,5 @@ func BenchmarkGzipSibling(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var records int64
-	handle := func(_ context.Context, c *event.Chunk) error {
-		records += int64(len(c.Records))
-		return nil
-	}
-	b.SetBytes(size)
-	b.ReportAllocs()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	b.ResetTimer()
-	for range b.N {
-		r := readOnce(b, tl, path, handle)
-		if r.off != size {
-			b.Fatalf("read %d of %d bytes", r.off, size)
-		}
-		r.g.tracker.Close()
-		store.Put(positions.Entry{Key: r.key, Path: path}) // read it from 0 next time
-		r.releaseBuf()
-		r.f.Close()
-	}
-	b.StopTimer()
-	runtime.ReadMemStats(&after)
-	if records != int64(b.N)*nLines {
-		b.Fatalf("%d records, want %d", records, int64(b.N)*nLines)
-	}
-	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(records), "allocs/record")
+	benchRead(b, tl, store, path, size, nLines)
 }
