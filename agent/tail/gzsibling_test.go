@@ -150,10 +150,15 @@ func idsByMessage(recs []got) map[string]string {
 // never saw gets the same ids on every restart.
 func TestRestartAfterGzipRotation(t *testing.T) {
 	e := newGzEnv(t)
-	kl := &kubelet{t: t, current: e.current, maxFiles: 5}
-	writeFile(t, e.current, lines("a", 0, 10))
+	kl := &kubelet{t: t, current: e.current, maxFiles: 4}
+	writeFile(t, e.current, lines("z", 0, 5))
+	e.run(5, nil, &sink{}, nil)
+	kl.rotate("20231231-000000") // removed, read to its end, by the third rotation below
+	appendFile(t, e.current, lines("a", 0, 10))
 	e.run(10, nil, &sink{}, nil)
 	known := e.savePositions()
+	input := strings.ReplaceAll(t.Name(), "/", "_")
+	lost := metrics.Value(metrics.LostBytes.WithLabelValues(input))
 
 	appendFile(t, e.current, lines("a", 10, 20))
 	ref := e.run(10, nil, &sink{}, nil).records() // what reading the uncompressed rest gives
@@ -186,6 +191,9 @@ func TestRestartAfterGzipRotation(t *testing.T) {
 		if !slices.Equal(msgs, want) {
 			t.Fatalf("records %q, want %q", msgs, want)
 		}
+	}
+	if got := metrics.Value(metrics.LostBytes.WithLabelValues(input)) - lost; got != 0 {
+		t.Errorf("lost bytes %v: the file removed had been read", got)
 	}
 	refIDs := idsByMessage(ref)
 	for i, r := range first {
@@ -359,7 +367,7 @@ func TestDamagedGzip(t *testing.T) {
 // its (removed) uncompressed file takes that reader's key, so it joins the chain instead of
 // being read a second time.
 func TestCompressedUnderOpenReader(t *testing.T) {
-	p, store, cfg := fixture(t, "0.log", lines("a", 0, 5))
+	p, _, cfg := fixture(t, "0.log", lines("a", 0, 5))
 	tl, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -388,7 +396,6 @@ func TestCompressedUnderOpenReader(t *testing.T) {
 			t.Fatalf("begun %v: siblings %+v, want the .gz first with the open reader's key %v", begun, sibs, k)
 		}
 	}
-	_ = store
 }
 
 // BenchmarkGzipSibling reads a compressed rotated file of ~32 MiB (decompressed) of 300-byte
@@ -421,4 +428,45 @@ func BenchmarkGzipSibling(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchRead(b, tl, store, path, size, nLines)
+}
+
+// TestKubeletRotationWhileBehind: the kubelet rotates, compresses and removes files while
+// delivery is stalled (twice in a row once, faster than a scan). Every file was opened when
+// it was discovered, so once delivery resumes every line arrives exactly once, in order,
+// nothing is lost, and no compressed copy is read besides its open original.
+func TestKubeletRotationWhileBehind(t *testing.T) {
+	e := newGzEnv(t)
+	kl := &kubelet{t: t, current: e.current, maxFiles: 3}
+	writeFile(t, e.current, "")
+	store := newStore(t, e.data)
+	cfg := testConfig(t, e.dir, store)
+	cfg.ChunkRecords = 10
+	s := &sink{}
+	s.pause()
+	start(t, cfg, s)
+	var want []string
+	for i, ts := range []string{"20240101-000000", "20240101-000100", "20240101-000200", "20240101-000300", "20240101-000400"} {
+		prefix := "r" + strconv.Itoa(i) + "-"
+		appendFile(t, e.current, lines(prefix, 0, 40))
+		want = append(want, seq(prefix, 0, 40)...)
+		if i != 3 {
+			time.Sleep(100 * time.Millisecond) // scans see the file
+		}
+		kl.rotate(ts)
+	}
+	time.Sleep(100 * time.Millisecond)
+	appendFile(t, e.current, lines("last-", 0, 5))
+	want = append(want, seq("last-", 0, 5)...)
+	lost := metrics.Value(metrics.LostBytes.WithLabelValues(cfg.Input))
+	s.resume()
+	waitRecords(t, s, len(want))
+	waitFor(t, "rotated files closed", func() bool {
+		return metrics.Value(metrics.FilesOpen.WithLabelValues(cfg.Input)) == 1
+	})
+	if got := s.messages(); !slices.Equal(got, want) {
+		t.Fatalf("got %d records, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	if got := metrics.Value(metrics.LostBytes.WithLabelValues(cfg.Input)) - lost; got != 0 {
+		t.Errorf("lost bytes %v", got)
+	}
 }

@@ -99,6 +99,10 @@ func newWorker(o *Output) *worker {
 func (w *worker) run() {
 	for w.fill() {
 		w.deliver(w.items)
+		// Delivered items must not keep their jobs, batches and records (with their chunks'
+		// message arenas) alive until a later, longer request overwrites them: those chunks no
+		// longer count against memory_limit.
+		clear(w.items)
 		if w.o.aborted() {
 			break
 		}
