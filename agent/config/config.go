@@ -40,6 +40,8 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// MemoryLimit bounds the bytes read from log files and not yet acknowledged by the
 	// outputs, over all inputs (default DefaultMemoryLimit); readers wait when it is reached.
+	// The binary also derives the Go runtime's soft memory limit from it
+	// (agent.ApplyMemoryLimit) unless GOMEMLIMIT is set.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
@@ -232,7 +234,7 @@ const (
 	DefaultDataDir           = "/var/lib/skiff"
 	DefaultMaxLineBytes      = 1 << 20
 	DefaultIndex             = "k8s-logs-%Y.%m.%d"
-	DefaultESFlushBytes      = 5 << 20
+	DefaultESFlushBytes      = 2 << 20 // as fast as 5 MiB, 6 MiB less held by two workers (docs/performance.md)
 	DefaultFileFlushBytes    = 1 << 20
 	DefaultFlushInterval     = time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
@@ -241,7 +243,7 @@ const (
 	DefaultDeletedPodGrace   = 5 * time.Minute
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
-	DefaultMemoryLimit       = 64 << 20
+	DefaultMemoryLimit       = 16 << 20 // with agent.SoftMemoryLimit (48 MiB): ~75 MiB peak RSS at 1,000 busy files
 )
 
 func (c *Config) applyDefaults() {

@@ -155,6 +155,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, started
 	if err != nil {
 		return err
 	}
+	agent.ApplyMemoryLimit(cfg, log)
 	if started != nil {
 		started(a)
 	}

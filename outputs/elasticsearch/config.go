@@ -14,7 +14,7 @@ import (
 // Defaults applied by New to zero-valued fields (and by DefaultConfig).
 const (
 	DefaultIndex         = "k8s-logs-%Y.%m.%d"
-	DefaultFlushBytes    = 5 << 20
+	DefaultFlushBytes    = 2 << 20
 	DefaultFlushInterval = time.Second
 	DefaultWorkers       = 2
 	DefaultQueueRecords  = 16384
@@ -48,7 +48,8 @@ type Config struct {
 	// TLSInsecure turns TLS certificate verification off. Default false.
 	TLSInsecure bool
 
-	// FlushBytes is the bulk body size at which a request is sent, default 5 MiB.
+	// FlushBytes is the bulk body size at which a request is sent, default 2 MiB. Each worker
+	// holds one body (two when compressing), so it is most of the output's memory.
 	FlushBytes int
 	// FlushInterval is the longest a record waits for its bulk request to fill, default 1s.
 	FlushInterval time.Duration

@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/skiff-logs/skiff/agent/config"
+)
+
+// memoryOverhead is what a running agent holds besides memory_limit's chunks and reader
+// working sets, as measured with 1,000 tailed files (docs/performance.md): per-file state,
+// goroutine stacks, the Kubernetes metadata cache, the outputs' request bodies and the Go
+// runtime's own metadata.
+const memoryOverhead = 16 << 20
+
+// SoftMemoryLimit is the Go runtime soft memory limit derived from memory_limit: twice the
+// budget (what the budget counts is the bytes of messages and records, not the capacity of the
+// blocks holding them, nor the garbage of chunks already acknowledged) plus memoryOverhead.
+// Past it the garbage collector runs more often instead of letting the heap grow to twice its
+// live size.
+func SoftMemoryLimit(memoryLimit config.ByteSize) int64 {
+	return 2*int64(memoryLimit) + memoryOverhead
+}
+
+// ApplyMemoryLimit sets the Go runtime's soft memory limit to SoftMemoryLimit(cfg.MemoryLimit)
+// unless the GOMEMLIMIT environment variable is set (the operator's choice wins) or
+// memory_limit is off. It returns the limit it set, or 0. The limit is process-wide: the
+// binary calls this once per agent it runs; tests and libraries that host agents need not.
+func ApplyMemoryLimit(cfg *config.Config, log *slog.Logger) int64 {
+	if cfg.MemoryLimit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	limit := SoftMemoryLimit(cfg.MemoryLimit)
+	debug.SetMemoryLimit(limit)
+	log.Info("go runtime soft memory limit set from memory_limit (GOMEMLIMIT overrides it)",
+		"memory_limit", int64(cfg.MemoryLimit), "gomemlimit", limit)
+	return limit
+}

@@ -1,0 +1,42 @@
+package agent
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"testing"
+
+	"github.com/skiff-logs/skiff/agent/config"
+)
+
+func TestApplyMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tests := []struct {
+		name        string
+		memoryLimit config.ByteSize
+		env         string
+		want        int64 // what ApplyMemoryLimit returns and the runtime then holds (0: unchanged)
+	}{
+		{"default budget", config.DefaultMemoryLimit, "", 2*config.DefaultMemoryLimit + 16<<20},
+		{"larger budget", 256 << 20, "", 528 << 20},
+		{"GOMEMLIMIT set wins", 256 << 20, "100MiB", 0},
+		{"budget off", 0, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOMEMLIMIT", tt.env)
+			debug.SetMemoryLimit(math.MaxInt64)
+			got := ApplyMemoryLimit(&config.Config{MemoryLimit: tt.memoryLimit}, log)
+			if got != tt.want {
+				t.Errorf("ApplyMemoryLimit = %d, want %d", got, tt.want)
+			}
+			runtime := debug.SetMemoryLimit(-1)
+			if want := tt.want; want == 0 && runtime != math.MaxInt64 || want != 0 && runtime != want {
+				t.Errorf("runtime soft memory limit %d after ApplyMemoryLimit returned %d", runtime, got)
+			}
+		})
+	}
+}
