@@ -225,9 +225,15 @@ func (r *reader) beginGz() error {
 	src := r.desc
 	src.IDPrefix = idPrefix(idKey, fp, seed.Generation)
 	off := seed.Offset
+	size := seed.Size
+	if fi, err := r.f.Stat(); err == nil {
+		if n := gzSize(r.f, fi.Size()); n >= 0 {
+			size = n // the trailer's: the uncompressed file may have grown after skiff saw it
+		}
+	}
 	g := &generation{num: seed.Generation, fp: fp, src: &src, acked: off}
 	entry := positions.Entry{Key: r.key, Fingerprint: fp, Generation: seed.Generation, Path: r.path,
-		Offset: off, Size: seed.Size, Origin: seed.Origin}
+		Offset: off, Size: size, Origin: seed.Origin}
 	if r.origin != r.path {
 		entry.Target = r.origin
 	}
@@ -304,6 +310,10 @@ func (r *reader) gzFailed(err error, at int64) error {
 	}
 	r.gzDone, r.gzDamaged = true, true
 	r.size = at
+	if r.g != nil {
+		// All there is to read: a restart does not try again, nor counts the rest lost twice.
+		r.t.cfg.Positions.SetSize(r.key, r.g.fp, r.g.num, at)
+	}
 	metrics.ReadErrors.WithLabelValues(r.t.cfg.Input).Inc()
 	r.log.Error("compressed rotated file is damaged: delivering what came before the damage and skipping the rest",
 		"decompressed_offset", at, "compressed_bytes_unread", max(size-consumed, 0), "err", err)

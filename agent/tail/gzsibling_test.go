@@ -336,7 +336,7 @@ func TestDamagedGzip(t *testing.T) {
 	store := newStore(t, e.data)
 	cfg := testConfig(t, e.dir, store)
 	s := &sink{}
-	start(t, cfg, s)
+	stop := start(t, cfg, s)
 	tail := slices.Concat(seq("b", 0, 2), seq("c", 0, 2))
 	waitFor(t, "the files after the damaged one", func() bool {
 		msgs := s.messages()
@@ -360,6 +360,18 @@ func TestDamagedGzip(t *testing.T) {
 	}
 	if got := metrics.Value(metrics.ReadErrors.WithLabelValues(input)) - errsBefore; got != 1 {
 		t.Errorf("read errors %v, want 1", got)
+	}
+	// After a restart the damaged file is not tried again: it was read as far as it goes.
+	waitFor(t, "rotated files closed", func() bool {
+		return metrics.Value(metrics.FilesOpen.WithLabelValues(input)) == 1
+	})
+	stop()
+	must(t, store.Flush())
+	if n := len(e.run(0, nil, &sink{}, nil).records()); n != 0 {
+		t.Errorf("%d records read again after a restart", n)
+	}
+	if got := metrics.Value(metrics.ReadErrors.WithLabelValues(input)) - errsBefore; got != 1 {
+		t.Errorf("read errors %v after a restart, want 1", got)
 	}
 }
 

@@ -224,8 +224,8 @@ func (t *Tailer) chain(ctx context.Context, handle handleFunc, path, tgt string,
 		if t.siblingRetired(s) {
 			continue
 		}
-		if s.gz && s.known && s.size >= 0 && s.entry.Offset >= s.size {
-			continue // read to its end already (its trailer tells its size)
+		if s.gz && s.known && gzRead(s) {
+			continue
 		}
 		if i > ref && !s.known && s.mtime.Before(refTime.Add(-time.Minute)) {
 			continue
@@ -291,4 +291,13 @@ func fileFingerprint(name string) (uint64, bool) {
 	defer f.Close()
 	fp, ok, _ := fingerprint(f)
 	return fp, ok
+}
+
+// gzRead reports whether the known gzip sibling s was read to its end already: to the size its
+// own entry recorded at its end (or damage), or to the size its trailer declares.
+func gzRead(s sibling) bool {
+	if s.entry.Key == s.key && s.entry.Size > 0 && s.entry.Offset >= s.entry.Size {
+		return true
+	}
+	return s.size >= 0 && s.entry.Offset >= s.size
 }
