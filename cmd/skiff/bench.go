@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -51,6 +52,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	latency := fs.Bool("latency", false, "measure line-to-bulk latency writing --rate lines/s over --files files for --duration")
 	duration := fs.Duration("duration", 30*time.Second, "with --idle or --latency: how long to measure")
 	rate := fs.Int("rate", 10000, "with --latency: lines per second written, in total")
+	cpus := fs.Int("cpus", 0, "confine skiff to CPUs 0..N-1 with GOMAXPROCS=N (the blackhole child gets the other CPUs, if any); 0: all")
+	memLimit := fs.String("memory-limit", "", "the agent's memory_limit (default: the configuration's default)")
+	flushBytes := fs.String("flush-bytes", "", "the output's flush_bytes (default: the configuration's default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of all runs to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file, taken when the first run has delivered half its records")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -86,6 +92,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	mode := benchMode{glob: filepath.Join(inputDir, "*.log")}
+	extra, err := benchTuning(*memLimit, *flushBytes)
+	if err != nil {
+		fmt.Fprintln(stderr, "skiff bench:", err)
+		return 2
+	}
 	if *kubeDir != "" {
 		kb, err := setupKubeBench(context.Background(), *kubeDir, inputDir, *dir, *pods, *namespaces, stdout)
 		if err != nil {
@@ -95,7 +106,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(kb.root)
 		mode = kb.mode()
 	}
+	mode.tuning = extra
 	url := *es
+	childPID := 0
 	if url == "" {
 		child, u, err := startBlackhole()
 		if err != nil {
@@ -103,36 +116,108 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-		url = u
+		url, childPID = u, child.Process.Pid
 	}
-	fmt.Fprintf(stdout, "input: %d lines, %.0f MiB in %d file(s); output: %s (gzip=%v)\n", lines, float64(size)/(1<<20), *files, url, *compression)
+	if *cpus != 0 {
+		if err := confineBench(*cpus, childPID, stdout); err != nil {
+			fmt.Fprintln(stderr, "skiff bench:", err)
+			return 2
+		}
+	}
+	prof := &benchProfiles{cpuPath: *cpuProfile, heapPath: *memProfile, out: stdout}
+	if err := prof.start(); err != nil {
+		fmt.Fprintln(stderr, "skiff bench:", err)
+		return 1
+	}
+	defer prof.stop()
+	fmt.Fprintf(stdout, "input: %d lines, %.0f MiB in %d file(s); output: %s (gzip=%v); GOMAXPROCS=%d\n", lines, float64(size)/(1<<20), *files, url, *compression, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "peak RSS before the runs: %.1f MiB\n", maxRSSMiB())
-	header := fmt.Sprintf("%-6s %10s %8s %10s %7s %9s", "run", "records/s", "MiB/s", "rec/CPU-s", "cpu-s", "heap0-MiB")
+	header := fmt.Sprintf("%-6s %10s %8s %10s %7s %9s %8s %5s %7s", "run", "records/s", "MiB/s", "rec/CPU-s", "cpu-s", "heap0-MiB", "RSS-MiB", "GCs", "bh-cpu")
 	if mode.kube {
 		header += fmt.Sprintf(" %8s %12s %6s %8s", "sync-ms", "heapsync-MiB", "found", "missing")
 	}
 	fmt.Fprintln(stdout, header)
-	var rps, mibs, rpc, syncs, heaps []float64
+	var rps, mibs, rpc, syncs, heaps, rss []float64
 	for run := 1; run <= *runs; run++ {
-		r, err := benchRun(mode, url, lines, size, *compression, run, stderr)
+		bh0 := childCPUSeconds(childPID)
+		r, err := benchRun(mode, url, lines, size, *compression, run, prof, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "skiff bench:", err)
 			return 1
 		}
-		row := fmt.Sprintf("%-6d %10.0f %8.1f %10.0f %7.2f %9.1f", run, r.recPerSec, r.mibPerSec, r.recPerCPU, r.cpu, r.heapStart)
+		bh := -1.0
+		if childPID != 0 && bh0 >= 0 {
+			bh = childCPUSeconds(childPID) - bh0
+		}
+		row := fmt.Sprintf("%-6d %10.0f %8.1f %10.0f %7.2f %9.1f %8.1f %5d %7.2f", run, r.recPerSec, r.mibPerSec, r.recPerCPU, r.cpu, r.heapStart, r.peakRSS, r.gcs, bh)
 		if mode.kube {
 			row += fmt.Sprintf(" %8.0f %12.1f %6.0f %8.0f", r.syncMs, r.heapSynced, r.found, r.missing)
 		}
 		fmt.Fprintln(stdout, row)
 		rps, mibs, rpc = append(rps, r.recPerSec), append(mibs, r.mibPerSec), append(rpc, r.recPerCPU)
-		syncs, heaps = append(syncs, r.syncMs), append(heaps, r.heapSynced)
+		syncs, heaps, rss = append(syncs, r.syncMs), append(heaps, r.heapSynced), append(rss, r.peakRSS)
 	}
 	sum := fmt.Sprintf("%-6s %10.0f %8.1f %10.0f", "median", median(rps), median(mibs), median(rpc))
 	if mode.kube {
 		sum += fmt.Sprintf("   sync %.0f ms, heap after sync %.1f MiB", median(syncs), median(heaps))
 	}
-	fmt.Fprintf(stdout, "%s   peak RSS %.1f MiB (whole process, all runs)\n", sum, maxRSSMiB())
+	fmt.Fprintf(stdout, "%s   peak RSS per run: median %.1f MiB, max %.1f MiB (whole process: %.1f MiB, with the input generation)\n",
+		sum, median(rss), slices.Max(rss), maxRSSMiB())
+	if err := prof.stop(); err != nil {
+		fmt.Fprintln(stderr, "skiff bench:", err)
+		return 1
+	}
 	return 0
+}
+
+// benchTuning is the configuration that sets memory_limit and the output's flush_bytes when
+// given (empty: the defaults). Sizes are checked here so that a typo is a usage error.
+func benchTuning(memLimit, flushBytes string) (benchTune, error) {
+	var t benchTune
+	if memLimit != "" {
+		if _, err := config.ParseByteSize(memLimit); err != nil {
+			return t, fmt.Errorf("--memory-limit: %w", err)
+		}
+		t.top = fmt.Sprintf("memory_limit: %s\n", memLimit)
+	}
+	if flushBytes != "" {
+		if _, err := config.ParseByteSize(flushBytes); err != nil {
+			return t, fmt.Errorf("--flush-bytes: %w", err)
+		}
+		t.output = fmt.Sprintf("    flush_bytes: %s\n", flushBytes)
+	}
+	return t, nil
+}
+
+// benchTune is configuration text for the top level and for the output.
+type benchTune struct{ top, output string }
+
+// apply inserts t into text, a benchConfigText whose output section ends before "http:".
+func (t benchTune) apply(text string) string {
+	return strings.Replace(text, "\nhttp:\n", "\n"+t.output+"http:\n", 1) + t.top
+}
+
+// confineBench pins this process (skiff) to CPUs 0..n-1 with GOMAXPROCS n, and the blackhole
+// child (pid, unless 0) to the other CPUs, or to all when there are none left: on a machine
+// with n CPUs the child then shares them, and its cpu-s column says how much it took.
+func confineBench(n, child int, stdout io.Writer) error {
+	all := runtime.NumCPU()
+	if n < 1 || n > all {
+		return fmt.Errorf("--cpus: want 1..%d", all)
+	}
+	if err := pinProcess(0, cpuMask(0, n)); err != nil {
+		return err
+	}
+	runtime.GOMAXPROCS(n)
+	where := "shares them"
+	if child != 0 && n < all {
+		if err := pinProcess(child, cpuMask(n, all)); err != nil {
+			return err
+		}
+		where = fmt.Sprintf("runs on CPUs %d-%d", n, all-1)
+	}
+	fmt.Fprintf(stdout, "cpus: skiff on CPUs 0-%d (GOMAXPROCS=%d); the blackhole %s\n", n-1, n, where)
+	return nil
 }
 
 // benchMode is what the runs read and how the agent is configured beyond the defaults.
@@ -142,25 +227,31 @@ type benchMode struct {
 	// kube is set when the agent enriches records; kubeYAML is then its kubernetes section.
 	kube     bool
 	kubeYAML string
+	// tuning sets memory_limit and flush_bytes (benchTuning).
+	tuning benchTune
 }
 
 // benchResult is one run's measurements. Heaps are the live Go heap in MiB after a GC:
 // heapStart once the agent is built, heapSynced once it logged the Kubernetes cache synced.
 // found and missing count the run's metadata lookups (one per file and cache change).
+// peakRSS is the run's peak RSS in MiB (whole process, reset before the run when the kernel
+// allows it) and gcs the garbage collections during the run.
 type benchResult struct {
 	recPerSec, mibPerSec, recPerCPU, cpu float64
 	heapStart, heapSynced, syncMs        float64
 	found, missing                       float64
+	peakRSS                              float64
+	gcs                                  uint32
 }
 
-func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run int, stderr io.Writer) (benchResult, error) {
+func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run int, prof *benchProfiles, stderr io.Writer) (benchResult, error) {
 	data, err := os.MkdirTemp("", "skiff-bench-data-")
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer os.RemoveAll(data)
 	name := fmt.Sprintf("bench%d", run)
-	text := benchConfigText(data, mode.glob, name, url, gz, mode.kubeYAML)
+	text := mode.tuning.apply(benchConfigText(data, mode.glob, name, url, gz, mode.kubeYAML))
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return benchResult{}, err
@@ -172,6 +263,10 @@ func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run in
 	var res benchResult
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	resetPeakRSS()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gc0 := ms.NumGC
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	watch := &syncWatch{}
@@ -181,6 +276,11 @@ func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run in
 		errc <- runAgent(ctx, cfg, log, func(*agent.Agent) { res.heapStart = liveHeapMiB() })
 	}()
 	for metrics.Value(delivered)-delivered0 < float64(lines) {
+		if metrics.Value(delivered)-delivered0 >= float64(lines/2) {
+			if err := prof.heap(); err != nil {
+				return benchResult{}, err
+			}
+		}
 		select {
 		case err := <-errc:
 			return benchResult{}, fmt.Errorf("agent stopped early: %v", err)
@@ -189,6 +289,9 @@ func benchRun(mode benchMode, url string, lines int, size int64, gz bool, run in
 	}
 	elapsed := time.Since(start).Seconds()
 	cpu := cpuSeconds() - cpu0
+	res.peakRSS = peakRSSMiB()
+	runtime.ReadMemStats(&ms)
+	res.gcs = ms.NumGC - gc0
 	cancel()
 	if err := <-errc; err != nil {
 		return benchResult{}, err
