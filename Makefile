@@ -42,11 +42,11 @@ bench-kube: build kube ## the pipeline with Kubernetes enrichment (500 pods on t
 	SKIFF_KUBE_OWNER=$$$$ scripts/kube.sh start "$$dir" >/dev/null && \
 	./bin/skiff bench --kube-dir "$$dir" --pods 500 --namespaces 200 --size 256MiB --runs 3
 
-fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
+fuzz: ## run every fuzz target for FUZZTIME (default 60s) each, one after the other on one core (-parallel 1); a new input is minimized for at most 10s (the default 60s can eat a whole run)
 	@for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 			echo "== $$pkg $$f"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -parallel 1 $$pkg || exit 1; \
 		done; \
 	done
 
