@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ES      ?=
 FUZZTIME ?= 60s
 
-.PHONY: build run test unit e2e kube bench bench-pipeline bench-kube fuzz lint clean
+.PHONY: build run test unit e2e kube bench bench-pipeline bench-kube fuzz reliability lint clean
 
 build: ## bin/skiff, a static binary
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
@@ -49,6 +49,14 @@ fuzz: ## run every fuzz target for FUZZTIME (default 60s) each, one after the ot
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -parallel 1 $$pkg || exit 1; \
 		done; \
 	done
+
+reliability: ## the reliability suite in full (SIGKILLs, 10 min outage, 429 storm, fast rotation, read-only block, RSS with ES down; ~30 min) against an Elasticsearch of its own; puts its table into docs/reliability.md
+	@tab=$$(mktemp "$${TMPDIR:-/tmp}/skiff-reliability.XXXXXX") || exit 1; trap 'rm -f "$$tab"' EXIT; \
+	SKIFF_RELIABILITY=full SKIFF_RELIABILITY_TABLE="$$tab" $(GO) test -count=1 -v -timeout 100m ./e2e/reliability/; rc=$$?; \
+	if [ -s "$$tab" ]; then \
+		awk -v f="$$tab" '/<!-- table:end -->/ {skip = 0} !skip {print} /<!-- table:begin -->/ {while ((getline l < f) > 0) print l; skip = 1}' \
+			docs/reliability.md >docs/reliability.md.new && mv docs/reliability.md.new docs/reliability.md; \
+	fi; exit $$rc
 
 clean:
 	rm -rf bin skiff-demo-out
