@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,13 +22,16 @@ import (
 	"time"
 )
 
-// TestDataDirFull runs skiff with its data_dir on a real, tiny filesystem (a 2 MiB tmpfs, most
+// TestDataDirFull runs skiff with its data_dir on a real, tiny filesystem (a 4 MiB tmpfs, most
 // of it taken by a ballast file) while Elasticsearch is unreachable, so that the fallback spool
-// fills the filesystem. While it is full: skiff keeps running, spool writes fail with ENOSPC
-// and are counted and logged once, nothing it could not spool is acknowledged (positions stay
-// behind the files' ends), the positions file stays readable. Once the ballast is removed the
-// spool takes the rest by itself; once Elasticsearch answers, every line arrives exactly once,
-// the spool is emptied and the positions reach the files' ends.
+// and a file output (archive) on it fill the filesystem; an audit webhook input spools there
+// too. While it is full: skiff keeps running, spool writes fail with ENOSPC and are counted and
+// logged once, nothing it could not store is acknowledged (positions stay behind the files'
+// ends), the positions file stays readable, the webhook answers a non-200 and leaves no
+// partial line in its spool. Once the ballast is removed everything is stored by itself (the
+// webhook answers 200 to the retried request); once Elasticsearch answers, every line arrives
+// exactly once, the spool is emptied, the positions reach the files' ends, every archive gzip
+// member is complete and holds each line once, and each audit event is archived once.
 //
 // The filesystem is mounted in a user and mount namespace of its own (unshare -Urm), which
 // works as root (CI) and for an unprivileged user where user namespaces are allowed; skiff
@@ -33,10 +39,10 @@ import (
 // not possible the test fails, saying why.
 func TestDataDirFull(t *testing.T) {
 	e := newEnv(t, true)
-	ns := mountTmpfs(t, e.dataDir, "2m")
+	ns := mountTmpfs(t, e.dataDir, "4m")
 	// Leave about 384 KiB: room for the positions file and a few spool members.
 	ballast := ns.path(e.dataDir, "ballast")
-	fillFile(t, ballast, 2<<20-384<<10)
+	fillFile(t, ballast, 4<<20-384<<10)
 
 	g := newGate(t, e.es)
 	w := newWorkload(t, e.root, 4, 11)
@@ -44,10 +50,24 @@ func TestDataDirFull(t *testing.T) {
 	out := e.esOutput("es-diskfull", g.url())
 	out["fallback_after"] = "1s"
 	out["spool_max_bytes"] = "64MiB"
+	archiveDir := filepath.Join(e.dataDir, "archive")
+	auditDir := filepath.Join(e.dir, "audit")
+	hook := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cfg := e.config(out, map[string]any{
+		"name": "archive", "type": "file", "match": []string{"kube.**"},
+		"path": filepath.Join(archiveDir, "{tag}.log.gz"), "flush_interval": "200ms",
+	}, map[string]any{
+		"name": "audit-archive", "type": "file", "match": []string{"webhook"},
+		"path": filepath.Join(auditDir, "audit.log.gz"), "flush_interval": "200ms",
+	})
+	cfg["inputs"] = append(cfg["inputs"].([]map[string]any), map[string]any{
+		"name": "hook", "type": "audit_webhook", "listen": hook, "tag": "webhook",
+		"tls_disable": true, "auth_disable": true,
+	})
 	// Elasticsearch answers at first, so that skiff installs its index template (it sends
 	// nothing before), then becomes unreachable.
 	g.set(true)
-	p := e.startWrapped(ns.wrap, e.writeConfig("diskfull.yaml", e.config(out)))
+	p := e.startWrapped(ns.wrap, e.writeConfig("diskfull.yaml", cfg))
 	waitUntil(t, "the index template installed", p, func() bool {
 		return strings.Contains(readText(t, p.stderr), "index template installed")
 	})
@@ -85,8 +105,13 @@ func TestDataDirFull(t *testing.T) {
 	}
 	t.Logf("data_dir full: positions at %d of %d bytes written", read, size)
 	logText := readText(t, p.stderr)
-	if n := strings.Count(logText, `"component":"elasticsearch_spool","path"`); n != 1 {
-		t.Errorf("the spool write failures were logged %d times, want once for the episode", n)
+	// Logged once per episode: a failed write after a successful one (a failed member is cut
+	// off again, which frees room for a smaller one) starts a new episode.
+	failed := strings.Count(logText, `"level":"ERROR","msg":"cannot write to the fallback spool`)
+	recovered := strings.Count(logText, `"msg":"writing works again","component":"elasticsearch_spool"`)
+	if failed == 0 || failed > recovered+1 {
+		t.Errorf("spool write failures logged %d times with %d recoveries between (and %d failures counted), want once per episode",
+			failed, recovered, spoolErrs())
 	}
 	if !strings.Contains(logText, `"errno":"ENOSPC"`) {
 		t.Error("the log does not name ENOSPC")
@@ -94,6 +119,19 @@ func TestDataDirFull(t *testing.T) {
 	for _, l := range strings.Split(logText, "\n") {
 		if strings.Contains(l, `"component":`) {
 			t.Logf("skiff: %s", l)
+		}
+	}
+	// The webhook cannot store the events (more than the filesystem had left before it was
+	// full): no 200, and no partial line left in its spool.
+	first := auditEventList("full", 1500)
+	if code := postEvents(t, hook, first); code == 200 {
+		t.Error("the audit webhook answered 200 although data_dir is full")
+	} else {
+		t.Logf("audit webhook with data_dir full: %d", code)
+	}
+	for _, f := range findFiles(t, ns.path(e.dataDir, "webhook"), ".log") {
+		if b := readText(t, f); len(b) > 0 && !strings.HasSuffix(b, "\n") {
+			t.Errorf("webhook spool file %s ends in a partial line", f)
 		}
 	}
 
@@ -108,6 +146,12 @@ func TestDataDirFull(t *testing.T) {
 	if !strings.Contains(readText(t, p.stderr), "writing works again") {
 		t.Error("the log does not say that writing the spool recovered")
 	}
+	// The apiserver retries the refused request, and sends more.
+	for _, body := range [][]byte{first, auditEventList("after", 20)} {
+		if code := postEvents(t, hook, body); code != 200 {
+			t.Errorf("audit webhook after space was freed: %d, want 200", code)
+		}
+	}
 	if n := e.count(nil); n != 0 {
 		t.Fatalf("%d documents in Elasticsearch, which is still unreachable", n)
 	}
@@ -118,8 +162,45 @@ func TestDataDirFull(t *testing.T) {
 	waitUntil(t, "the replayed spool files deleted", p, func() bool {
 		return len(findFiles(t, ns.path(e.dataDir, "spool"), ".ndjson.gz")) == 0
 	})
+	e.waitFor("audit events archived", 1520, p, func() int {
+		l, _ := readGzipLines(t, findFiles(t, auditDir, ".gz"), false)
+		return len(l)
+	})
+	e.waitFor("lines in the archive on the full filesystem", w.expected(), p, func() int {
+		l, _ := readGzipLines(t, findFiles(t, ns.path(archiveDir), ".gz"), false)
+		return len(l)
+	})
 	p.term()
+	t.Log("elasticsearch:")
 	w.verify(e.allDocs())
+	t.Log("archive on the filesystem that was full:")
+	lines, where := readGzipLines(t, findFiles(t, ns.path(archiveDir), ".gz"), true)
+	archived := make([]doc, len(lines))
+	for i, l := range lines {
+		if err := json.Unmarshal([]byte(l), &archived[i]); err != nil {
+			t.Fatalf("%s: %v", where[i], err)
+		}
+		archived[i].where = where[i]
+	}
+	w.verify(archived)
+	lines, _ = readGzipLines(t, findFiles(t, auditDir, ".gz"), true)
+	ids := map[string]int{}
+	for _, l := range lines {
+		var ev struct {
+			AuditID string `json:"auditID"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("audit archive: %v: %s", err, truncate(l, 200))
+		}
+		ids[ev.AuditID]++
+	}
+	for prefix, n := range map[string]int{"full": 1500, "after": 20} {
+		for i := range n {
+			if id := fmt.Sprintf("%s-%d", prefix, i); ids[id] != 1 {
+				t.Errorf("audit event %s archived %d times, want once", id, ids[id])
+			}
+		}
+	}
 	read, size = positionsProgress(t, ns.path(e.dataDir, "positions.json"), w)
 	if read != size {
 		t.Errorf("after delivery the positions cover %d of %d bytes", read, size)
@@ -131,6 +212,36 @@ func TestDataDirFull(t *testing.T) {
 	if aside, _ := filepath.Glob(ns.path(e.dataDir, "positions.json.corrupt-*")); len(aside) > 0 {
 		t.Errorf("the positions file was found corrupt: %v", aside)
 	}
+}
+
+// auditEventList is an audit.k8s.io/v1 EventList of n events with auditIDs prefix-0 … as the
+// apiserver's webhook backend posts it.
+func auditEventList(prefix string, n int) []byte {
+	items := make([]map[string]any, n)
+	for i := range items {
+		items[i] = map[string]any{
+			"level": "Metadata", "auditID": fmt.Sprintf("%s-%d", prefix, i), "stage": "ResponseComplete",
+			"requestURI": "/api/v1/namespaces/default/configmaps", "verb": "create",
+			"user":                     map[string]any{"username": "alice"},
+			"objectRef":                map[string]any{"resource": "configmaps", "namespace": "default", "name": "cm"},
+			"requestReceivedTimestamp": "2026-11-27T10:00:00.000000Z", "stageTimestamp": "2026-11-27T10:00:00.002000Z",
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})
+	return b
+}
+
+// postEvents posts an EventList to skiff's audit webhook at addr and returns the status code.
+func postEvents(t *testing.T, addr string, body []byte) int {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Post("http://"+addr+"/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("post to the audit webhook: %v", err)
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	return res.StatusCode
 }
 
 // tmpfsNS is a tmpfs mounted in a mount namespace held by a sleeping process.
@@ -204,7 +315,8 @@ func fillFile(t *testing.T, path string, n int) {
 }
 
 // positionsProgress reads the positions file at path (which must be readable JSON, as any
-// version skiff left is) and returns the bytes its entries cover and the bytes w wrote.
+// version skiff left is) and returns the bytes its entries of w's files cover and the bytes w
+// wrote.
 func positionsProgress(t *testing.T, path string, w *workload) (covered, written int64) {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -221,7 +333,9 @@ func positionsProgress(t *testing.T, path string, w *workload) (covered, written
 		t.Fatalf("positions file %s is not readable: %v: %s", path, err, truncate(string(b), 500))
 	}
 	for _, f := range pos.Files {
-		covered += f.Offset
+		if strings.HasPrefix(f.Path, w.root+"/") { // not the webhook's spool files
+			covered += f.Offset
+		}
 	}
 	return covered, workloadBytes(t, w)
 }
