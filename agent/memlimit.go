@@ -9,14 +9,16 @@ import (
 )
 
 // memoryOverhead is what a running agent holds besides memory_limit's chunks and reader
-// working sets, as measured with 1,000 tailed files (docs/performance.md): per-file state,
-// goroutine stacks, the Kubernetes metadata cache, the outputs' request bodies and the Go
-// runtime's own metadata.
-const memoryOverhead = 16 << 20
+// working sets, plus room for the garbage collector. Measured with 1,000 tailed files and 500
+// pods (docs/performance.md): ~24 MiB of per-file state, goroutine stacks, the Kubernetes
+// metadata cache, the Elasticsearch request bodies and the Go runtime's own metadata. With
+// less room the collector runs back to back: at the same soft limit, a smaller memory_limit
+// gave more records per CPU-second, not fewer.
+const memoryOverhead = 32 << 20
 
 // SoftMemoryLimit is the Go runtime soft memory limit derived from memory_limit: twice the
 // budget (what the budget counts is the bytes of messages and records, not the capacity of the
-// blocks holding them, nor the garbage of chunks already acknowledged) plus memoryOverhead.
+// blocks holding them) plus memoryOverhead; 48 MiB for the default memory_limit.
 // Past it the garbage collector runs more often instead of letting the heap grow to twice its
 // live size.
 func SoftMemoryLimit(memoryLimit config.ByteSize) int64 {

@@ -20,8 +20,8 @@ func TestApplyMemoryLimit(t *testing.T) {
 		env         string
 		want        int64 // what ApplyMemoryLimit returns and the runtime then holds (0: unchanged)
 	}{
-		{"default budget", config.DefaultMemoryLimit, "", 2*config.DefaultMemoryLimit + 16<<20},
-		{"larger budget", 256 << 20, "", 528 << 20},
+		{"default budget", config.DefaultMemoryLimit, "", 2*config.DefaultMemoryLimit + 32<<20},
+		{"larger budget", 256 << 20, "", 544 << 20},
 		{"GOMEMLIMIT set wins", 256 << 20, "100MiB", 0},
 		{"budget off", 0, "", 0},
 	}

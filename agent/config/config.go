@@ -243,7 +243,7 @@ const (
 	DefaultDeletedPodGrace   = 5 * time.Minute
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
-	DefaultMemoryLimit       = 16 << 20 // with agent.SoftMemoryLimit (48 MiB): ~75 MiB peak RSS at 1,000 busy files
+	DefaultMemoryLimit       = 8 << 20 // with agent.SoftMemoryLimit (48 MiB): ~75 MiB peak RSS at 1,000 busy files
 )
 
 func (c *Config) applyDefaults() {
