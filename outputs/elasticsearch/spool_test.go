@@ -361,3 +361,47 @@ func TestSpoolWriteError(t *testing.T) {
 		t.Errorf("the log does not say the spool recovered:\n%s", logs.String())
 	}
 }
+
+// TestDeadLetterWriteError: a dead-letter write that fails (the directory cannot be created)
+// returns an error, so the caller retries the documents instead of acknowledging them, leaves
+// no file, and is counted and logged once per episode; the next write after the repair lands.
+func TestDeadLetterWriteError(t *testing.T) {
+	dataDir := t.TempDir()
+	blocker := deadLetterDir(dataDir)
+	if err := os.WriteFile(blocker, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	d := newDeadLetter(dataDir, "es-dl-error", slog.New(slog.NewTextHandler(&logs, nil)))
+	errs := metrics.DataDirWriteErrors.WithLabelValues("elasticsearch_deadletter")
+	before := metrics.Value(errs)
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	line := []byte(`{"error":"mapper_parsing_exception","document":{"message":"m"}}` + "\n")
+	for range 2 {
+		if _, err := d.write(now, line); err == nil {
+			t.Fatal("dead-letter write with its directory blocked succeeded")
+		}
+	}
+	if got := metrics.Value(errs) - before; got != 2 {
+		t.Errorf("skiff_data_dir_write_errors_total{component=elasticsearch_deadletter} grew by %v, want 2", got)
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines for one episode, want 1:\n%s", n, logs.String())
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	path, err := d.write(now, line)
+	if err != nil {
+		t.Fatalf("write after the repair: %v", err)
+	}
+	d.close(slog.Default())
+	var got []string
+	complete, err := gzipfile.ReadAll(path, func(l []byte) error {
+		got = append(got, string(l))
+		return nil
+	})
+	if err != nil || !complete || len(got) != 1 {
+		t.Fatalf("dead-letter file: lines %q complete %v err %v; want the line once", got, complete, err)
+	}
+}
