@@ -36,11 +36,11 @@ bench: ## Go benchmarks of each stage, then the whole pipeline into a blackhole 
 bench-pipeline: build ## whole pipeline over a generated ~1 GiB CRI file into a blackhole _bulk endpoint
 	./bin/skiff bench --size 1GiB
 
-bench-kube: build kube ## the pipeline with Kubernetes enrichment (500 pods on the node, 200 namespaces) against a kube-apiserver of its own
+bench-kube: build kube ## issue 6's memory case: 1,000 files at full speed with Kubernetes enrichment (500 pods on the node with 2 containers each, 200 namespaces) against a kube-apiserver of its own; prints peak RSS per run
 	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/skiff-bench-kube.XXXXXX") || exit 1; \
 	trap 'scripts/kube.sh stop "$$dir"; rm -rf "$$dir"' EXIT; trap 'exit 130' INT TERM; \
 	SKIFF_KUBE_OWNER=$$$$ scripts/kube.sh start "$$dir" >/dev/null && \
-	./bin/skiff bench --kube-dir "$$dir" --pods 500 --namespaces 200 --size 256MiB --runs 3
+	./bin/skiff bench --kube-dir "$$dir" --pods 500 --files 1000 --namespaces 200 --size 256MiB --runs 3
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each, one after the other on one core (-parallel 1); a new input is minimized for at most 10s (the default 60s can eat a whole run)
 	@for pkg in $$($(GO) list ./...); do \

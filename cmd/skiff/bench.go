@@ -41,7 +41,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	sizeText := fs.String("size", "1GiB", "total size of the generated CRI files")
 	runs := fs.Int("runs", 3, "runs; the medians are reported")
-	files := fs.Int("files", 1, "number of files the size is spread over (with --kube-dir: one per pod)")
+	files := fs.Int("files", 1, "number of files the size is spread over (with --kube-dir: one per pod by default, or a multiple of --pods: that many containers per pod)")
 	es := fs.String("es", "", "a real Elasticsearch URL instead of the blackhole")
 	compression := fs.Bool("gzip", false, "gzip-compress bulk requests")
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "skiff-bench"), "where the generated input is kept between runs")
@@ -75,11 +75,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		case *pods < 1 || *namespaces < 1 || *namespaces > *pods:
 			fmt.Fprintln(stderr, "skiff bench: want 1 <= --namespaces <= --pods")
 			return 2
-		case filesSet && *files != *pods:
-			fmt.Fprintln(stderr, "skiff bench: with --kube-dir there is one file per pod: leave --files out")
+		case filesSet && (*files < *pods || *files%*pods != 0):
+			fmt.Fprintln(stderr, "skiff bench: with --kube-dir, --files is a multiple of --pods (one file per container)")
 			return 2
+		case !filesSet:
+			*files = *pods
 		}
-		*files = *pods
 	}
 	if *files < 1 || size < int64(*files) {
 		fmt.Fprintln(stderr, "skiff bench: want 1 <= --files <= --size in bytes")
@@ -98,7 +99,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *kubeDir != "" {
-		kb, err := setupKubeBench(context.Background(), *kubeDir, inputDir, *dir, *pods, *namespaces, stdout)
+		kb, err := setupKubeBench(context.Background(), *kubeDir, inputDir, *dir, *pods, *namespaces, *files / *pods, stdout)
 		if err != nil {
 			fmt.Fprintln(stderr, "skiff bench:", err)
 			return 1

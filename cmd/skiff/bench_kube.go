@@ -55,10 +55,10 @@ func (kb *kubeBench) mode() benchMode {
 }
 
 // setupKubeBench makes the apiserver of kubeDir hold namespaces namespaces and pods running pods
-// on benchNode (created, or reused from an earlier run against the same apiserver), then copies
-// benchInput's file i from inputDir to pod i's log file in a kubelet layout under a new directory
-// in workDir.
-func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods, namespaces int, stdout io.Writer) (*kubeBench, error) {
+// on benchNode, each with perPod containers (created, or reused from an earlier run against the
+// same apiserver), then copies benchInput's file i from inputDir to the log file of container
+// i/pods of pod i%pods in a kubelet layout under a new directory in workDir.
+func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods, namespaces, perPod int, stdout io.Writer) (*kubeBench, error) {
 	start := time.Now()
 	abs, err := filepath.Abs(kubeDir)
 	if err != nil {
@@ -86,9 +86,9 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 	if err != nil {
 		return nil, err
 	}
-	containers := make([]loggen.Container, pods)
+	containers := make([]loggen.Container, pods*perPod)
 	err = parallel(pods, func(i int) error {
-		want := benchPod(i, nsNames[i%namespaces])
+		want := withSidecars(benchPod(i, nsNames[i%namespaces]), perPod-1)
 		p, err := kubeobj.CreatePod(ctx, client, want.Namespace, want)
 		if apierrors.IsAlreadyExists(err) {
 			p, err = client.CoreV1().Pods(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
@@ -99,11 +99,15 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 		if p.Spec.NodeName != benchNode {
 			return fmt.Errorf("pod %s/%s exists on node %q, not %s", p.Namespace, p.Name, p.Spec.NodeName, benchNode)
 		}
+		if len(p.Spec.Containers) != perPod {
+			return fmt.Errorf("pod %s/%s exists with %d containers, not %d: use a fresh kube-apiserver", p.Namespace, p.Name, len(p.Spec.Containers), perPod)
+		}
 		if _, err := kubeobj.SetRunning(ctx, client, p, fmt.Sprintf("10.244.%d.%d", i/250, i%250+2)); err != nil {
 			return err
 		}
-		ct := p.Spec.Containers[0].Name
-		containers[i] = loggen.Container{Namespace: p.Namespace, Pod: p.Name, UID: string(p.UID), Name: ct, ID: kubeobj.ContainerID(p.Namespace, p.Name, ct)}
+		for k, c := range p.Spec.Containers {
+			containers[k*pods+i] = loggen.Container{Namespace: p.Namespace, Pod: p.Name, UID: string(p.UID), Name: c.Name, ID: kubeobj.ContainerID(p.Namespace, p.Name, c.Name)}
+		}
 		return nil
 	})
 	if err != nil {
@@ -112,8 +116,8 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 	if err := deleteOtherPods(ctx, client, containers); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "kube: %d running pods on node %s in %d namespaces (kube-apiserver %s), set up in %.1fs\n",
-		pods, benchNode, namespaces, rc.Host, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "kube: %d running pods (%d containers each) on node %s in %d namespaces (kube-apiserver %s), set up in %.1fs\n",
+		pods, perPod, benchNode, namespaces, rc.Host, time.Since(start).Seconds())
 
 	if kb.root, err = os.MkdirTemp(workDir, "kubelet-"); err != nil {
 		return nil, err
@@ -193,6 +197,20 @@ func parallel(n int, f func(int) error) error {
 	close(next)
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// withSidecars adds n sidecar containers (sidecar-1 …) to p's spec and returns p.
+func withSidecars(p *corev1.Pod, n int) *corev1.Pod {
+	app := p.Spec.Containers[0]
+	for k := 1; k <= n; k++ {
+		c := app
+		c.Name = fmt.Sprintf("sidecar-%d", k)
+		c.Image = "registry.example.com/mesh/proxy:1.22.0"
+		c.Ports = nil
+		c.LivenessProbe, c.ReadinessProbe = nil, nil
+		p.Spec.Containers = append(p.Spec.Containers, c)
+	}
+	return p
 }
 
 // benchNamespaceLabels are namespace j's labels (the apiserver adds kubernetes.io/metadata.name).

@@ -111,3 +111,36 @@ func TestBenchKube(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchKubeFiles checks --files against --pods with --kube-dir: a multiple of the pods (one
+// file per container) or left out; the check comes before the apiserver is contacted.
+func TestBenchKubeFiles(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--pods", "3", "--namespaces", "1", "--files", "4"}, 2},
+		{[]string{"--pods", "3", "--namespaces", "1", "--files", "2"}, 2},
+		{[]string{"--pods", "2", "--namespaces", "3"}, 2},
+		// Valid: it fails later (1), on the kubeconfig the directory does not hold.
+		{[]string{"--pods", "3", "--namespaces", "1", "--files", "6"}, 1},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--kube-dir", t.TempDir(), "--size", "64KiB", "--runs", "1", "--dir", t.TempDir(), "--es", "http://127.0.0.1:1"}, tt.args...)
+		if code := cmdBench(args, &stdout, &stderr); code != tt.code {
+			t.Errorf("%v: exit %d, want %d\n%s", tt.args, code, tt.code, stderr.String())
+		}
+	}
+}
+
+func TestWithSidecars(t *testing.T) {
+	p := withSidecars(benchPod(0, "ns"), 2)
+	var names []string
+	for _, c := range p.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	if want := []string{"app", "sidecar-1", "sidecar-2"}; !slices.Equal(names, want) {
+		t.Errorf("containers %v, want %v", names, want)
+	}
+}
