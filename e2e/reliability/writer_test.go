@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -19,11 +20,12 @@ import (
 // unique id "id=<file>-<seq>" (three and eight digits), and remembers what it wrote, rotated and
 // deleted. Every line of a writer has the same length, so bytes and lines convert exactly.
 type writer struct {
-	t     testing.TB
-	root  string
-	pad   string
-	base  time.Time
-	files []*wfile
+	t      testing.TB
+	root   string
+	padLen int // bytes of random padding after the id
+	base   time.Time
+	files  []*wfile
+	rng    *rand.Rand // for the padding, under mu
 
 	mu sync.Mutex
 	// destroyed are the line ranges the writer deleted (rotated files beyond maxFiles);
@@ -60,9 +62,9 @@ type seqRange struct{ n, first, end int }
 // newWriter creates n container log files under root whose lines are lineLen bytes long.
 func newWriter(t testing.TB, root string, n, lineLen int) *writer {
 	t.Helper()
-	w := &writer{t: t, root: root, base: time.Now().UTC().Truncate(time.Second)}
+	w := &writer{t: t, root: root, base: time.Now().UTC().Truncate(time.Second), rng: rand.New(rand.NewPCG(uint64(n), uint64(lineLen)))}
 	// "<30-byte time> stdout F id=NNN-NNNNNNNN " is 56 bytes, the newline one more.
-	w.pad = strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", lineLen/36+1)[:max(0, lineLen-57)]
+	w.padLen = max(0, lineLen-57)
 	for i := range n {
 		c := loggen.Container{
 			Namespace: fmt.Sprintf("rel-%d", i%4),
@@ -81,7 +83,7 @@ func newWriter(t testing.TB, root string, n, lineLen int) *writer {
 }
 
 // lineLen is the length of every line, newline included.
-func (w *writer) lineLen() int { return 57 + len(w.pad) }
+func (w *writer) lineLen() int { return 57 + w.padLen }
 
 // appendLines encodes the next k lines of f.
 func (w *writer) appendLines(buf []byte, f *wfile, k int) []byte {
@@ -93,11 +95,27 @@ func (w *writer) appendLines(buf []byte, f *wfile, k int) []byte {
 		buf = append(buf, '-')
 		buf = appendPadded(buf, f.next, 8)
 		buf = append(buf, ' ')
-		buf = append(buf, w.pad...)
+		buf = w.appendPad(buf)
 		buf = append(buf, '\n')
 		f.next++
 	}
 	return buf
+}
+
+// padChars are the characters of the padding: random ones, so that gzip (the spool, the
+// kubelet's rotated files) compresses lines about as much as real logs and no more.
+const padChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_."
+
+// appendPad appends w.padLen random padding characters.
+func (w *writer) appendPad(b []byte) []byte {
+	for left := w.padLen; left > 0; {
+		v := w.rng.Uint64()
+		for i := 0; i < 10 && left > 0; i, left = i+1, left-1 {
+			b = append(b, padChars[v&63])
+			v >>= 6
+		}
+	}
+	return b
 }
 
 func appendPadded(b []byte, v, width int) []byte {
