@@ -165,6 +165,9 @@ func (o *Output) installTemplate() {
 			return
 		}
 		o.m.reqErr.Inc()
+		// Bulk requests wait for the template: while it cannot be installed, Elasticsearch
+		// counts as failing, so that held batches go to the spool after FallbackAfter.
+		o.requestFailed()
 		log.Warn("index template not installed yet; retrying", "output", o.cfg.Name, "attempt", attempt+1, "error", err)
 	}
 }

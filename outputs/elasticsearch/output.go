@@ -430,6 +430,13 @@ func (o *Output) requestFailed() {
 	o.failingSince.CompareAndSwap(0, time.Now().UnixNano())
 }
 
+// fallbackDue reports whether Elasticsearch has been failing for FallbackAfter: held batches
+// go to the spool.
+func (o *Output) fallbackDue() bool {
+	since := o.failingSince.Load()
+	return since != 0 && time.Since(time.Unix(0, since)) >= o.cfg.FallbackAfter
+}
+
 func (o *Output) requestSucceeded() {
 	if o.failingSince.Load() != 0 {
 		o.failingSince.Store(0)

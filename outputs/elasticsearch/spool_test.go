@@ -3,6 +3,7 @@ package elasticsearch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -283,25 +284,32 @@ func TestSpoolOnWriteBlock(t *testing.T) {
 	}
 }
 
-// Connection errors (nothing listens) spool like 503s do.
+// Connection errors (nothing listens) spool like 503s do, also when Elasticsearch has been
+// unreachable since the start, so that the index template could never be installed and bulk
+// requests never went out.
 func TestSpoolOnConnectionRefused(t *testing.T) {
-	cfg := spoolConfig(closedPort(t), t.TempDir(), uniq("spoolrefused"))
-	s := newSink(t, "refused")
-	o := start(t, cfg, fastReplay)
-	send(t, o, s.batch(0, 20, nil))
-	s.wait(10 * time.Second)
-	if got := s.failed(); got != 0 {
-		t.Fatalf("%d records failed, want all spooled", got)
-	}
-	paths := spoolPathsOf(t, cfg.DataDir, cfg.Name)
-	if len(paths) != 1 {
-		t.Fatalf("spool files %v, want one", paths)
-	}
-	if got, _ := spoolItems(t, paths[0]); got != 20 {
-		t.Fatalf("spool file holds %d items, want 20", got)
-	}
-	if got := gaugeValue(t, o.spool.filesG); got != 1 {
-		t.Fatalf("spool files gauge %v, want 1", got)
+	for _, install := range []bool{false, true} {
+		t.Run(fmt.Sprintf("install_templates=%v", install), func(t *testing.T) {
+			cfg := spoolConfig(closedPort(t), t.TempDir(), uniq("spoolrefused"))
+			cfg.InstallTemplates = boolp(install)
+			s := newSink(t, "refused")
+			o := start(t, cfg, fastReplay)
+			send(t, o, s.batch(0, 20, nil))
+			s.wait(10 * time.Second)
+			if got := s.failed(); got != 0 {
+				t.Fatalf("%d records failed, want all spooled", got)
+			}
+			paths := spoolPathsOf(t, cfg.DataDir, cfg.Name)
+			if len(paths) != 1 {
+				t.Fatalf("spool files %v, want one", paths)
+			}
+			if got, _ := spoolItems(t, paths[0]); got != 20 {
+				t.Fatalf("spool file holds %d items, want 20", got)
+			}
+			if got := gaugeValue(t, o.spool.filesG); got != 1 {
+				t.Fatalf("spool files gauge %v, want 1", got)
+			}
+		})
 	}
 }
 

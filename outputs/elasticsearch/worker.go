@@ -203,13 +203,32 @@ func (w *worker) deliver(pending []item) {
 	}
 }
 
-// waitGate waits until bulk requests may go out; false means the output was aborted.
+// waitGateCheck is how often a live worker waiting for the gate checks whether what it holds is
+// due for the spool.
+const waitGateCheck = 250 * time.Millisecond
+
+// waitGate waits until bulk requests may go out. False means the output was aborted or, for a
+// live worker, that the template has been failing for FallbackAfter (Elasticsearch unreachable
+// since the start), so giveUp spools what the worker holds.
 func (w *worker) waitGate() bool {
 	select {
 	case <-w.o.gate:
 		return true
-	case <-w.o.abortCtx.Done():
-		return false
+	default:
+	}
+	t := time.NewTicker(waitGateCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.o.gate:
+			return true
+		case <-w.o.abortCtx.Done():
+			return false
+		case <-t.C:
+			if !w.replay && w.o.fallbackDue() {
+				return false
+			}
+		}
 	}
 }
 
@@ -574,8 +593,7 @@ func (w *worker) giveUp(pending []item) bool {
 		w.finishItems(pending, event.Failed)
 		return true
 	}
-	since := o.failingSince.Load()
-	if since == 0 || time.Since(time.Unix(0, since)) < o.cfg.FallbackAfter {
+	if !o.fallbackDue() {
 		return false
 	}
 	body := w.body[pending[0].off:pending[len(pending)-1].end]
