@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,18 +47,29 @@ func (b *Budget) Used() int64 { return b.chunks.used() + b.readers.used() }
 
 func (b *Budget) report() { metrics.MemoryBudgetUsedBytes.Set(float64(b.Used())) }
 
-// semaphore is a weighted semaphore whose Acquire gives up when its context ends.
+// semaphore is a weighted semaphore whose Acquire gives up when its context ends. Waiters are
+// served in arrival order, each woken alone when its turn comes and its request fits: a waiter
+// is never passed over by later, smaller requests (it would starve, and a reader waiting for a
+// slot would fall behind by the whole time), and a release wakes only those it lets through,
+// not every waiter (a burst of readers woken together would otherwise cost a wake-up per waiter
+// per release).
 type semaphore struct {
 	b     *Budget
 	limit int64
 
 	mu      sync.Mutex
 	n       int64
-	changed chan struct{} // closed and replaced on every release
+	waiters []*waiter // FIFO; waiters[0] is served first
+}
+
+// waiter is an acquire blocked in the queue; ready is closed once its n bytes were taken for it.
+type waiter struct {
+	n     int64
+	ready chan struct{}
 }
 
 func (s *semaphore) init(b *Budget, limit int64) {
-	s.b, s.limit, s.changed = b, limit, make(chan struct{})
+	s.b, s.limit = b, limit
 }
 
 func (s *semaphore) used() int64 {
@@ -66,9 +78,9 @@ func (s *semaphore) used() int64 {
 	return s.n
 }
 
-// acquire takes n bytes, blocking while they do not fit, and returns what it took: n, or the
-// whole limit when n exceeds it. The caller releases exactly the returned amount. It returns 0
-// and ctx's error when ctx ends first.
+// acquire takes n bytes, blocking while they do not fit or earlier waiters wait, and returns
+// what it took: n, or the whole limit when n exceeds it. The caller releases exactly the returned
+// amount. It returns 0 and ctx's error when ctx ends first.
 func (s *semaphore) acquire(ctx context.Context, n int64) (int64, error) {
 	if n <= 0 {
 		return 0, nil
@@ -76,33 +88,43 @@ func (s *semaphore) acquire(ctx context.Context, n int64) (int64, error) {
 	if n > s.limit {
 		n = s.limit
 	}
-	var blocked time.Time
-	for {
-		s.mu.Lock()
-		if s.n+n <= s.limit {
-			s.n += n
-			s.mu.Unlock()
-			s.b.report()
-			if !blocked.IsZero() {
-				metrics.MemoryBudgetBlockedSeconds.Add(time.Since(blocked).Seconds())
-			}
-			return n, nil
-		}
-		ch := s.changed
+	s.mu.Lock()
+	if len(s.waiters) == 0 && s.n+n <= s.limit {
+		s.n += n
 		s.mu.Unlock()
-		if blocked.IsZero() {
-			blocked = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			metrics.MemoryBudgetBlockedSeconds.Add(time.Since(blocked).Seconds())
-			return 0, ctx.Err()
-		case <-ch:
-		}
+		s.b.report()
+		return n, nil
 	}
+	w := &waiter{n: n, ready: make(chan struct{})}
+	s.waiters = append(s.waiters, w)
+	s.mu.Unlock()
+	blocked := time.Now()
+	defer func() { metrics.MemoryBudgetBlockedSeconds.Add(time.Since(blocked).Seconds()) }()
+	select {
+	case <-w.ready:
+		s.b.report()
+		return n, nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	select {
+	case <-w.ready:
+		// Granted while ctx ended: give it back (to the next waiters).
+		s.mu.Unlock()
+		s.release(n)
+		return 0, ctx.Err()
+	default:
+	}
+	if i := slices.Index(s.waiters, w); i >= 0 {
+		s.waiters = slices.Delete(s.waiters, i, i+1)
+		// Leaving the head may let the next waiters through.
+		s.grant()
+	}
+	s.mu.Unlock()
+	return 0, ctx.Err()
 }
 
-// release gives back n bytes taken by acquire and wakes the waiters.
+// release gives back n bytes taken by acquire and wakes the waiters that now fit, in order.
 func (s *semaphore) release(n int64) {
 	if n <= 0 {
 		return
@@ -113,10 +135,26 @@ func (s *semaphore) release(n int64) {
 		s.mu.Unlock()
 		panic("tail: budget released more than acquired")
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.grant()
 	s.mu.Unlock()
 	s.b.report()
+}
+
+// grant takes the bytes of the waiters at the head of the queue while they fit, and wakes
+// them. Called with s.mu held.
+func (s *semaphore) grant() {
+	i := 0
+	for ; i < len(s.waiters); i++ {
+		w := s.waiters[i]
+		if s.n+w.n > s.limit {
+			break
+		}
+		s.n += w.n
+		close(w.ready)
+	}
+	if i > 0 {
+		s.waiters = slices.Delete(s.waiters, 0, i)
+	}
 }
 
 // releaseChunk gives back the chunk bytes of a completed Ack.

@@ -3,9 +3,9 @@
 // the first line), rename rotation, copytruncate, deletion while open, partial and overlong
 // lines, and invalid UTF-8; it resumes from, and commits to, the positions store.
 //
-// fsnotify events wake the readers; a periodic scan (re-glob, one stat per open file) is the
-// safety net, so a missed or overflowed event delays reading by at most one scan interval and
-// never loses data.
+// fsnotify events wake the readers, a busy file about once per eventPause; a periodic scan
+// (re-glob, one stat per open file) is the safety net, so a missed or overflowed event delays
+// reading by at most one scan interval and never loses data.
 package tail
 
 import (
@@ -39,9 +39,15 @@ const (
 	DefaultDrainGrace      = 5 * time.Second
 )
 
-// eventPause is how long Run takes no fsnotify events after handling some: the added latency
-// that buys a bounded cost per busy file.
-var eventPause = 20 * time.Millisecond
+// eventPause is how long Run leaves fsnotify events waiting after handling some, so that it
+// takes them (and each busy file's reader reads) once per pause rather than once per write: the
+// most latency events add. The first event after a quiet pause is handled at once.
+var eventPause = 50 * time.Millisecond
+
+// eventBuffer is how many fsnotify events wait for Run while it pauses (the kernel's queue,
+// fs.inotify.max_queued_events, holds more; when that overflows, Run scans). At the end of a
+// pause Run takes them all.
+const eventBuffer = 4096
 
 // maxChunkBytes closes a chunk early when its messages reach this size, so that a chunk of
 // long lines stays small.
@@ -104,7 +110,6 @@ type Tailer struct {
 	ran        atomic.Bool
 
 	scanReq chan struct{}
-	pause   *time.Timer // owned by Run's goroutine
 	wg      sync.WaitGroup
 	watcher *fsnotify.Watcher
 
@@ -223,7 +228,7 @@ func (t *Tailer) Run(ctx context.Context, handle func(ctx context.Context, c *ev
 	if !t.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("tail %s: Run called twice", t.cfg.Input)
 	}
-	w, err := fsnotify.NewWatcher()
+	w, err := fsnotify.NewBufferedWatcher(eventBuffer)
 	if err != nil {
 		t.log.Warn("no file notifications: files are read on every scan only", "scan_interval", t.cfg.ScanInterval, "err", err)
 	}
@@ -234,6 +239,11 @@ func (t *Tailer) Run(ctx context.Context, handle func(ctx context.Context, c *ev
 		events, errs = w.Events, w.Errors
 	}
 
+	// listen is events, or nil while a pause runs.
+	listen := events
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	defer pause.Stop()
 	t.scan(ctx, handle, true)
 	tick := time.NewTicker(t.cfg.ScanInterval)
 	defer tick.Stop()
@@ -246,13 +256,20 @@ loop:
 			t.scan(ctx, handle, false)
 		case <-t.scanReq:
 			t.scan(ctx, handle, false)
-		case ev, ok := <-events:
+		case ev, ok := <-listen:
 			if !ok {
-				events = nil
+				events, listen = nil, nil
 				continue
 			}
 			t.onEvent(ev)
-			t.pauseEvents(ctx, events)
+			listen = nil
+			pause.Reset(eventPause)
+		case <-pause.C:
+			if t.takeEvents(events) {
+				pause.Reset(eventPause)
+			} else {
+				listen = events
+			}
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -273,32 +290,28 @@ loop:
 	return nil
 }
 
-// pauseEvents handles the events already waiting, then takes no more for eventPause. Waking
-// goroutines for each write of a file written line by line costs far more than reading; while
-// we pause, the kernel merges repeated events of a file into one, so a busy file costs a few
-// wake-ups per pause instead of one per line.
-func (t *Tailer) pauseEvents(ctx context.Context, events chan fsnotify.Event) {
-drain:
-	for {
+// takeEvents handles the events waiting at the end of a pause and reports whether there were
+// any (then another pause follows). Waking a reader per write of a file written line by line
+// would cost far more than reading; pausing, a busy file's reader is woken once per pause.
+//
+// All of them: files written in turn get one event per write (the kernel merges only identical
+// consecutive events), and taking only those that happen to be ready at once would leave the
+// rest to pile up, so that the periodic scan, not the event, would wake most readers.
+func (t *Tailer) takeEvents(events <-chan fsnotify.Event) bool {
+	// Bounded, so a flood of events cannot keep Run from its other cases; the rest waits for
+	// the next pause.
+	for n := 0; n < 4*eventBuffer; n++ {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				break drain
+				return n > 0
 			}
 			t.onEvent(ev)
 		default:
-			break drain
+			return n > 0
 		}
 	}
-	if t.pause == nil {
-		t.pause = time.NewTimer(eventPause)
-	} else {
-		t.pause.Reset(eventPause)
-	}
-	select {
-	case <-ctx.Done():
-	case <-t.pause.C:
-	}
+	return true
 }
 
 func (t *Tailer) requestScan() {
