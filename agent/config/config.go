@@ -236,7 +236,6 @@ const (
 	DefaultIndex             = "k8s-logs-%Y.%m.%d"
 	DefaultESFlushBytes      = 2 << 20 // as fast as 5 MiB, 6 MiB less held by two workers (docs/performance.md)
 	DefaultFileFlushBytes    = 1 << 20
-	DefaultFlushInterval     = time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPositionsInterval = time.Second
 	DefaultScanInterval      = time.Second
@@ -244,6 +243,14 @@ const (
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
 	DefaultMemoryLimit       = 8 << 20 // with agent.SoftMemoryLimit (48 MiB): ~75 MiB peak RSS at 1,000 busy files
+)
+
+// Default flush intervals: the longest a record waits in an output's batch. Elasticsearch's is
+// half the usual agents' 1s, so that a line can reach Elasticsearch within a second end to end
+// (tailing and the request take the rest of it).
+const (
+	DefaultESFlushInterval   = 500 * time.Millisecond
+	DefaultFileFlushInterval = time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -285,11 +292,11 @@ func (c *Config) applyDefaults() {
 		if len(o.Match) == 0 {
 			o.Match = []string{"**"}
 		}
-		if o.FlushInterval == 0 {
-			o.FlushInterval = Duration(DefaultFlushInterval)
-		}
 		switch o.Type {
 		case "elasticsearch":
+			if o.FlushInterval == 0 {
+				o.FlushInterval = Duration(DefaultESFlushInterval)
+			}
 			if o.Index == "" {
 				o.Index = DefaultIndex
 			}
@@ -297,6 +304,9 @@ func (c *Config) applyDefaults() {
 				o.FlushBytes = DefaultESFlushBytes
 			}
 		case "file":
+			if o.FlushInterval == 0 {
+				o.FlushInterval = Duration(DefaultFileFlushInterval)
+			}
 			if o.FlushBytes == 0 {
 				o.FlushBytes = DefaultFileFlushBytes
 			}

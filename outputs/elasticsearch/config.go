@@ -15,7 +15,7 @@ import (
 const (
 	DefaultIndex         = "k8s-logs-%Y.%m.%d"
 	DefaultFlushBytes    = 2 << 20
-	DefaultFlushInterval = time.Second
+	DefaultFlushInterval = 500 * time.Millisecond
 	DefaultWorkers       = 2
 	DefaultQueueRecords  = 16384
 	DefaultMaxBackoff    = 30 * time.Second
@@ -51,7 +51,8 @@ type Config struct {
 	// FlushBytes is the bulk body size at which a request is sent, default 2 MiB. Each worker
 	// holds one body (two when compressing), so it is most of the output's memory.
 	FlushBytes int
-	// FlushInterval is the longest a record waits for its bulk request to fill, default 1s.
+	// FlushInterval is the longest a record waits, from Send, for its bulk request to fill
+	// before the request is sent anyway, default 500ms.
 	FlushInterval time.Duration
 	// Workers is the number of concurrent bulk requests, default 2.
 	Workers int

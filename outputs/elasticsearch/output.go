@@ -54,7 +54,7 @@ type Output struct {
 
 	// The queue: batches waiting for a worker, bounded by QueueRecords records.
 	mu       sync.Mutex
-	batches  []*event.Batch
+	batches  []queuedBatch
 	head     int
 	queued   int
 	closed   bool          // Send refuses new batches
@@ -85,6 +85,12 @@ type Output struct {
 	// (connection errors, 429/5xx on the whole request), 0 while requests succeed. Workers spool
 	// once it is older than FallbackAfter; the replayer probes Elasticsearch while it is set.
 	failingSince atomic.Int64
+}
+
+// queuedBatch is a batch in the queue and when Send queued it: FlushInterval counts from then.
+type queuedBatch struct {
+	b  *event.Batch
+	at time.Time
 }
 
 type outMetrics struct {
@@ -194,7 +200,7 @@ func (o *Output) Send(ctx context.Context, b *event.Batch) error {
 			return ErrClosed
 		}
 		if o.queued == 0 || o.queued+n <= o.cfg.QueueRecords {
-			o.batches = append(o.batches, b)
+			o.batches = append(o.batches, queuedBatch{b: b, at: time.Now()})
 			o.queued += n
 			o.mu.Unlock()
 			o.m.queued.Add(float64(n))
@@ -221,8 +227,9 @@ func (o *Output) take() *job {
 		o.mu.Unlock()
 		return nil
 	}
-	b := o.batches[o.head]
-	o.batches[o.head] = nil
+	q := o.batches[o.head]
+	b := q.b
+	o.batches[o.head] = queuedBatch{}
 	o.head++
 	more := o.head < len(o.batches)
 	if !more {
@@ -242,7 +249,7 @@ func (o *Output) take() *job {
 		default:
 		}
 	}
-	return &job{b: b, left: b.Len()}
+	return &job{b: b, left: b.Len(), queued: q.at}
 }
 
 // stopAccepting makes Send refuse new batches and wakes the senders blocked on a full queue.
@@ -262,8 +269,8 @@ func (o *Output) failQueued() {
 	left := o.batches[o.head:]
 	o.batches, o.head, o.queued = nil, 0, 0
 	o.mu.Unlock()
-	for _, b := range left {
-		o.finishBatch(b, event.Failed, b.Len())
+	for _, q := range left {
+		o.finishBatch(q.b, event.Failed, q.b.Len())
 	}
 }
 

@@ -24,9 +24,10 @@ var clusterBlock = []byte(`"cluster_block_exception"`)
 
 // job is a batch taken from the queue by a worker. Only that worker touches it.
 type job struct {
-	b    *event.Batch
-	next int // first record not yet encoded into a request
-	left int // records not yet delivered, rejected or failed
+	b      *event.Batch
+	queued time.Time // when Send queued b
+	next   int       // first record not yet encoded into a request
+	left   int       // records not yet delivered, rejected or failed
 	// state is nil while every finished record was delivered; then, per record, the status of
 	// those that were not (the zero value, Delivered, for the others).
 	state []event.Status
@@ -111,9 +112,10 @@ func (w *worker) run() {
 }
 
 // fill encodes records into a fresh body until it reaches FlushBytes, FlushInterval has passed
-// since its first record, or the output is closing and the queue is empty. It returns false
-// when the worker should exit: closing with nothing to send, or aborted (having failed the
-// items it had encoded).
+// since its oldest record was queued by Send, or the output is closing and the queue is empty.
+// Once that time has passed it waits for nothing more, but still takes what is queued (up to
+// FlushBytes): those records waited too. It returns false when the worker should exit: closing
+// with nothing to send, or aborted (having failed the items it had encoded).
 func (w *worker) fill() bool {
 	o := w.o
 	if cap(w.body) > 4*o.cfg.FlushBytes {
@@ -158,7 +160,9 @@ func (w *worker) fill() bool {
 			w.cur = nil
 		}
 		if tick == nil {
-			w.timer.Reset(o.cfg.FlushInterval)
+			// The body's first record is its oldest: the queue is in Send order, and a job
+			// left over from the previous body was taken before everything still queued.
+			w.timer.Reset(time.Until(j.queued.Add(o.cfg.FlushInterval)))
 			tick = w.timer.C
 		}
 	}
