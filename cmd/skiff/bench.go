@@ -55,6 +55,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	cpus := fs.Int("cpus", 0, "confine skiff to CPUs 0..N-1 with GOMAXPROCS=N (the blackhole child gets the other CPUs, if any); 0: all")
 	memLimit := fs.String("memory-limit", "", "the agent's memory_limit (default: the configuration's default)")
 	flushBytes := fs.String("flush-bytes", "", "the output's flush_bytes (default: the configuration's default)")
+	workers := fs.Int("workers", 0, "the output's workers (0: the configuration's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of all runs to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file, taken when the first run has delivered half its records")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +94,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	mode := benchMode{glob: filepath.Join(inputDir, "*.log")}
-	extra, err := benchTuning(*memLimit, *flushBytes)
+	extra, err := benchTuning(*memLimit, *flushBytes, *workers)
 	if err != nil {
 		fmt.Fprintln(stderr, "skiff bench:", err)
 		return 2
@@ -171,9 +172,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// benchTuning is the configuration that sets memory_limit and the output's flush_bytes when
-// given (empty: the defaults). Sizes are checked here so that a typo is a usage error.
-func benchTuning(memLimit, flushBytes string) (benchTune, error) {
+// benchTuning is the configuration that sets memory_limit and the output's flush_bytes and
+// workers when given (empty or 0: the defaults). Sizes are checked here so that a typo is a
+// usage error.
+func benchTuning(memLimit, flushBytes string, workers int) (benchTune, error) {
 	var t benchTune
 	if memLimit != "" {
 		if _, err := config.ParseByteSize(memLimit); err != nil {
@@ -186,6 +188,12 @@ func benchTuning(memLimit, flushBytes string) (benchTune, error) {
 			return t, fmt.Errorf("--flush-bytes: %w", err)
 		}
 		t.output = fmt.Sprintf("    flush_bytes: %s\n", flushBytes)
+	}
+	if workers < 0 {
+		return t, fmt.Errorf("--workers: must not be negative")
+	}
+	if workers > 0 {
+		t.output += fmt.Sprintf("    workers: %d\n", workers)
 	}
 	return t, nil
 }

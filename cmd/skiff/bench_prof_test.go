@@ -54,16 +54,19 @@ func TestBenchProfiles(t *testing.T) {
 func TestBenchTuning(t *testing.T) {
 	tests := []struct {
 		memLimit, flush string
+		workers         int
 		wantErr         bool
 		wantTop, wantIn string
 	}{
-		{"", "", false, "", ""},
-		{"8MiB", "1MiB", false, "memory_limit: 8MiB\n", "    flush_bytes: 1MiB\n"},
-		{"8 apples", "", true, "", ""},
-		{"", "-", true, "", ""},
+		{"", "", 0, false, "", ""},
+		{"8MiB", "1MiB", 0, false, "memory_limit: 8MiB\n", "    flush_bytes: 1MiB\n"},
+		{"", "1MiB", 4, false, "", "    flush_bytes: 1MiB\n    workers: 4\n"},
+		{"8 apples", "", 0, true, "", ""},
+		{"", "-", 0, true, "", ""},
+		{"", "", -1, true, "", ""},
 	}
 	for _, tt := range tests {
-		tune, err := benchTuning(tt.memLimit, tt.flush)
+		tune, err := benchTuning(tt.memLimit, tt.flush, tt.workers)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("benchTuning(%q, %q) error %v", tt.memLimit, tt.flush, err)
 			continue
