@@ -92,8 +92,12 @@ func New(cfg *config.Config, p Plugins, log *slog.Logger) (*Agent, error) {
 	}
 	a.store = store
 	var budget *tail.Budget // shared by every tailer: bounds chunks read and not yet acknowledged
-	if cfg.MemoryLimit > 0 {
-		budget = tail.NewBudget(int64(cfg.MemoryLimit))
+	if limit := MemoryLimit(cfg); limit > 0 {
+		if limit != cfg.MemoryLimit {
+			log.Warn("memory_limit raised to hold twice the outputs' request bodies (workers × flush_bytes), so that requests fill without waiting for flush_interval",
+				"memory_limit", int64(cfg.MemoryLimit), "used", int64(limit))
+		}
+		budget = tail.NewBudget(int64(limit))
 	}
 	var matches [][]string
 	for i, oc := range cfg.Outputs {

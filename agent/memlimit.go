@@ -16,6 +16,35 @@ import (
 // gave more records per CPU-second, not fewer.
 const memoryOverhead = 32 << 20
 
+// defaultESWorkers is outputs/elasticsearch.DefaultWorkers, the workers of an elasticsearch
+// output whose configuration leaves them at 0 (agent does not import the outputs).
+const defaultESWorkers = 2
+
+// MemoryLimit returns the budget the agent uses: cfg.MemoryLimit, raised when needed so that
+// the chunks half of the budget holds twice what the outputs' request bodies can take at once
+// (the sum of workers × flush_bytes: one body per elasticsearch worker, one per file output).
+// With less, readers wait for acknowledgements that only come once the bodies are full, and
+// every request waits for flush_interval instead: four workers of 2 MiB bodies under an 8 MiB
+// budget delivered 61k records/s instead of 586k (docs/performance.md). Zero means no budget.
+func MemoryLimit(cfg *config.Config) config.ByteSize {
+	if cfg.MemoryLimit <= 0 {
+		return 0
+	}
+	var bodies config.ByteSize
+	for _, o := range cfg.Outputs {
+		n := 1
+		if o.Type == "elasticsearch" {
+			n = o.Workers
+			if n == 0 {
+				n = defaultESWorkers
+			}
+		}
+		bodies += config.ByteSize(n) * o.FlushBytes
+	}
+	// The chunks half is memory_limit/2: it must hold 2 × bodies.
+	return max(cfg.MemoryLimit, 4*bodies)
+}
+
 // SoftMemoryLimit is the Go runtime soft memory limit derived from memory_limit: twice the
 // budget (what the budget counts is the bytes of messages and records, not the capacity of the
 // blocks holding them) plus memoryOverhead; 48 MiB for the default memory_limit.
@@ -25,17 +54,19 @@ func SoftMemoryLimit(memoryLimit config.ByteSize) int64 {
 	return 2*int64(memoryLimit) + memoryOverhead
 }
 
-// ApplyMemoryLimit sets the Go runtime's soft memory limit to SoftMemoryLimit(cfg.MemoryLimit)
-// unless the GOMEMLIMIT environment variable is set (the operator's choice wins) or
-// memory_limit is off. It returns the limit it set, or 0. The limit is process-wide: the
-// binary calls this once per agent it runs; tests and libraries that host agents need not.
+// ApplyMemoryLimit sets the Go runtime's soft memory limit to SoftMemoryLimit of the budget
+// the agent uses (MemoryLimit) unless the GOMEMLIMIT environment variable is set (the
+// operator's choice wins) or memory_limit is off. It returns the limit it set, or 0. The limit
+// is process-wide: the binary calls this once per agent it runs; tests and libraries that host
+// agents need not.
 func ApplyMemoryLimit(cfg *config.Config, log *slog.Logger) int64 {
-	if cfg.MemoryLimit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+	budget := MemoryLimit(cfg)
+	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return 0
 	}
-	limit := SoftMemoryLimit(cfg.MemoryLimit)
+	limit := SoftMemoryLimit(budget)
 	debug.SetMemoryLimit(limit)
 	log.Info("go runtime soft memory limit set from memory_limit (GOMEMLIMIT overrides it)",
-		"memory_limit", int64(cfg.MemoryLimit), "gomemlimit", limit)
+		"memory_limit", int64(budget), "gomemlimit", limit)
 	return limit
 }

@@ -40,3 +40,30 @@ func TestApplyMemoryLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	es := func(workers int, flush config.ByteSize) config.Output {
+		return config.Output{Type: "elasticsearch", Workers: workers, FlushBytes: flush}
+	}
+	file := config.Output{Type: "file", FlushBytes: 1 << 20}
+	tests := []struct {
+		name    string
+		limit   config.ByteSize
+		outputs []config.Output
+		want    config.ByteSize
+	}{
+		{"defaults fit exactly", 8 << 20, []config.Output{es(0, 1<<20)}, 8 << 20},
+		{"no outputs", 8 << 20, nil, 8 << 20},
+		{"four workers of 2 MiB", 8 << 20, []config.Output{es(4, 2<<20)}, 32 << 20},
+		{"elasticsearch and file", 8 << 20, []config.Output{es(2, 1<<20), file}, 12 << 20},
+		{"larger limit kept", 64 << 20, []config.Output{es(4, 2<<20)}, 64 << 20},
+		{"off stays off", 0, []config.Output{es(4, 2<<20)}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MemoryLimit(&config.Config{MemoryLimit: tt.limit, Outputs: tt.outputs}); got != tt.want {
+				t.Errorf("MemoryLimit = %d MiB, want %d MiB", got>>20, tt.want>>20)
+			}
+		})
+	}
+}

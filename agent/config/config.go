@@ -234,7 +234,7 @@ const (
 	DefaultDataDir           = "/var/lib/skiff"
 	DefaultMaxLineBytes      = 1 << 20
 	DefaultIndex             = "k8s-logs-%Y.%m.%d"
-	DefaultESFlushBytes      = 2 << 20 // as fast as 5 MiB, 6 MiB less held by two workers (docs/performance.md)
+	DefaultESFlushBytes      = 1 << 20 // as fast as 5 MiB, 8 MiB less held by two workers (docs/performance.md)
 	DefaultFileFlushBytes    = 1 << 20
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPositionsInterval = time.Second
