@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -203,12 +205,18 @@ func (r *reader) step(ctx context.Context, handle handleFunc) error {
 	if r.g != nil {
 		switch {
 		case size < r.off:
+			if err := r.readCopy(ctx, handle); err != nil {
+				return err
+			}
 			r.truncated("file is shorter than what was read")
 		case size > r.size && r.now.Sub(r.fpChecked) >= r.t.cfg.ScanInterval:
 			// A copytruncated file that grew past our offset again is only told apart by its
 			// first line.
 			r.fpChecked = r.now
 			if fp, ok, err := fingerprint(r.f); err == nil && ok && fp != r.g.fp {
+				if err := r.readCopy(ctx, handle); err != nil {
+					return err
+				}
 				r.truncated("the first line of the file changed")
 			}
 		}
@@ -286,6 +294,43 @@ func (r *reader) resetBuffer(off int64) {
 	r.discarding, r.dropped = false, 0
 	r.off, r.lineOff, r.lineEnd, r.counted = off, off, off, off
 	r.readOff.Store(off)
+}
+
+// readCopy runs when the file was truncated under the current generation: if copytruncate left
+// a plain copy of the old content next to it (a sibling <origin>.<suffix> with the same first
+// line, longer than what was read), the rest of the old content is read from the copy as part
+// of the same generation, so the lines written between skiff's last read and the truncation are
+// shipped, with the ids they would have had, instead of lost. A copy already compressed is not
+// read (its bytes count as lost).
+func (r *reader) readCopy(ctx context.Context, handle handleFunc) error {
+	dir, base := filepath.Split(r.origin)
+	ents, _ := os.ReadDir(filepath.Clean(dir))
+	for _, de := range ents {
+		n := de.Name()
+		if !strings.HasPrefix(n, base+".") || isGz(n) || strings.HasSuffix(n, ".tmp") {
+			continue
+		}
+		name := filepath.Join(dir, n)
+		k, fi, ok := statRegular(name)
+		if !ok || k == r.key || fi.Size() <= r.off {
+			continue
+		}
+		if fp, ok := fileFingerprint(name); !ok || fp != r.g.fp {
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		r.log.Info("file truncated: reading the rest of its old content from the copy", "copy", name, "offset", r.off, "size", fi.Size())
+		orig := r.f
+		r.f, r.size = f, fi.Size()
+		err = r.readToEOF(ctx, handle)
+		r.f = orig
+		_ = f.Close()
+		return err
+	}
+	return nil
 }
 
 // truncated ends the current generation after a truncation (copytruncate): the file is read
