@@ -201,8 +201,14 @@ func (w *worker) deliver(pending []item) {
 			w.deliver(pending[h:])
 			return
 		}
-		// The delay keeps growing while anything is left, even when part of the request got
-		// through: a server shedding load is given more time, not less.
+		// The delay grows while nothing gets through. A response that accepted some items
+		// starts it over from the base delay: under a partial 429 storm a doubling delay (up
+		// to MaxBackoff) made delivery nearly stop (reliability scenario c: 4,348 of 600,001
+		// lines indexed in 5 minutes), while the adaptive concurrency already lowers the
+		// load on a server that sheds it.
+		if len(rest) < len(pending) {
+			attempt = 0
+		}
 		pending = rest
 	}
 }
