@@ -423,6 +423,44 @@ func TestCopytruncate(t *testing.T) {
 	}
 }
 
+// TestCopytruncateReadsTheCopy: lines written after skiff's last read and before copytruncate
+// truncated the file are read from the copy, in the old generation (same ids), and nothing is
+// counted lost.
+func TestCopytruncateReadsTheCopy(t *testing.T) {
+	p, _, cfg := fixture(t, "app.log", "aaaa\n")
+	lost := metrics.Value(metrics.LostBytes.WithLabelValues(cfg.Input))
+	s := &sink{}
+	start(t, cfg, s)
+	waitRecords(t, s, 1)
+	s.pause()
+	appendFile(t, p, "bbbb\n") // the reader reads it and blocks in handle
+	time.Sleep(100 * time.Millisecond)
+	appendFile(t, p, "cccc\n") // not read before the truncation
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p+".1", string(data)) // the copy
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, p, "new\n")
+	s.resume()
+	recs := waitRecords(t, s, 4)
+	if got := s.messages(); !slices.Equal(got, []string{"aaaa", "bbbb", "cccc", "new"}) {
+		t.Fatalf("records %q", got)
+	}
+	if prefix := func(id string) string { return id[:strings.LastIndexByte(id, '-')] }; recs[2].Off != 10 || prefix(recs[2].ID) != prefix(recs[0].ID) {
+		t.Errorf("the copy's line has offset %d and id %s, want offset 10 in the id space of %s", recs[2].Off, recs[2].ID, recs[0].ID)
+	}
+	if recs[3].Off != 0 || recs[3].ID == recs[0].ID {
+		t.Errorf("after the truncation: offset %d id %s", recs[3].Off, recs[3].ID)
+	}
+	if got := metrics.Value(metrics.LostBytes.WithLabelValues(cfg.Input)) - lost; got != 0 {
+		t.Errorf("lost bytes %v, want 0: the copy held what was not read", got)
+	}
+}
+
 // TestTruncatedAndRegrown covers a copytruncate noticed only after the file grew past the read
 // offset again: the changed first line gives it away.
 func TestTruncatedAndRegrown(t *testing.T) {
