@@ -442,19 +442,26 @@ func (w *worker) settle(pending []item) []item {
 	}
 	// Finish settled items before moving segments; finishing a job may end its batch, but never
 	// one of an item still to retry.
+	// They are counted first, so that whoever sees an acknowledgement also sees it counted.
 	var delivered, rejected int
-	for k, p := range pending {
+	for k := range pending {
 		switch w.res[k].fate {
 		case fateDelivered:
 			delivered++
-			w.finish(p.j, p.i, event.Delivered)
 		case fateReject:
 			rejected++
-			w.finish(p.j, p.i, event.Rejected)
 		}
 	}
 	w.count(event.Delivered, delivered)
 	w.count(event.Rejected, rejected)
+	for k, p := range pending {
+		switch w.res[k].fate {
+		case fateDelivered:
+			w.finish(p.j, p.i, event.Delivered)
+		case fateReject:
+			w.finish(p.j, p.i, event.Rejected)
+		}
+	}
 	if delivered+rejected == len(pending) {
 		return pending[:0]
 	}
@@ -564,12 +571,13 @@ func (w *worker) finish(j *job, i int, s event.Status) {
 	}
 }
 
-// finishItems finishes every item with status s.
+// finishItems finishes every item with status s. They are counted first, so that whoever sees
+// an acknowledgement also sees it in the metrics.
 func (w *worker) finishItems(items []item, s event.Status) {
+	w.count(s, len(items))
 	for _, p := range items {
 		w.finish(p.j, p.i, s)
 	}
-	w.count(s, len(items))
 }
 
 // count counts n records finished with s: as the output's, or, on the replay worker, as
@@ -622,11 +630,10 @@ func (w *worker) failHeld() {
 		return
 	}
 	w.cur = nil
-	n := len(j.b.Records) - j.next
+	w.o.countResolved(event.Failed, len(j.b.Records)-j.next)
 	for i := j.next; i < len(j.b.Records); i++ {
 		w.finish(j, i, event.Failed)
 	}
-	w.o.countResolved(event.Failed, n)
 }
 
 // finishJob calls Done on j's batch: once with Delivered when every record was delivered, else
