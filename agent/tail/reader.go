@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -303,11 +302,9 @@ func (r *reader) resetBuffer(off int64) {
 // shipped, with the ids they would have had, instead of lost. A copy already compressed is not
 // read (its bytes count as lost).
 func (r *reader) readCopy(ctx context.Context, handle handleFunc) error {
-	dir, base := filepath.Split(r.origin)
-	ents, _ := os.ReadDir(filepath.Clean(dir))
-	for _, de := range ents {
-		n := de.Name()
-		if !strings.HasPrefix(n, base+".") || isGz(n) || strings.HasSuffix(n, ".tmp") {
+	dir, names := siblingNames(r.origin)
+	for _, n := range names {
+		if isGz(n) {
 			continue
 		}
 		name := filepath.Join(dir, n)

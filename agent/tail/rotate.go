@@ -33,19 +33,9 @@ type sibling struct {
 // an open reader already reads (it was compressed and removed under the reader) gets that
 // reader's key. Called with t.mu held.
 func (t *Tailer) rotatedSiblings(target string) []sibling {
-	dir, base := filepath.Split(target)
-	ents, err := os.ReadDir(filepath.Clean(dir))
-	if err != nil {
-		return nil
-	}
+	dir, names := siblingNames(target)
 	plain := make(map[string]bool)
-	var names []string
-	for _, de := range ents {
-		n := de.Name()
-		if !strings.HasPrefix(n, base+".") || strings.HasSuffix(n, ".tmp") {
-			continue
-		}
-		names = append(names, n)
+	for _, n := range names {
 		if !isGz(n) {
 			plain[n] = true
 		}
@@ -62,6 +52,22 @@ func (t *Tailer) rotatedSiblings(target string) []sibling {
 		}
 	}
 	return out
+}
+
+// siblingNames returns the directory of target and the names <base>.<suffix> in it, except
+// .tmp ones (a compression in progress), in name order.
+func siblingNames(target string) (dir string, names []string) {
+	dir, base := filepath.Split(target)
+	ents, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return dir, nil
+	}
+	for _, de := range ents {
+		if n := de.Name(); strings.HasPrefix(n, base+".") && !strings.HasSuffix(n, ".tmp") {
+			names = append(names, n)
+		}
+	}
+	return dir, names
 }
 
 // statSibling describes the rotated file name of target. Called with t.mu held.
