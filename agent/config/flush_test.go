@@ -8,30 +8,19 @@ import (
 // TestFlushIntervalDefaults: each output type gets its own default flush interval, and a value
 // given in the file is kept.
 func TestFlushIntervalDefaults(t *testing.T) {
-	const text = `
-inputs:
-  - name: c
-    paths: ["/var/log/containers/*.log"]
-outputs:
-  - name: es
-    type: elasticsearch
-    hosts: ["http://127.0.0.1:9200"]
-  - name: es-set
+	text := base + `  - name: es-set
     type: elasticsearch
     hosts: ["http://127.0.0.1:9200"]
     flush_interval: 2s
-  - name: archive
-    type: file
-    path: "/var/log/skiff/{tag}.log.gz"
 `
 	c, err := Parse([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]time.Duration{
-		"es":      DefaultESFlushInterval,
-		"es-set":  2 * time.Second,
-		"archive": DefaultFileFlushInterval,
+		"es":     DefaultESFlushInterval,
+		"es-set": 2 * time.Second,
+		"f":      DefaultFileFlushInterval,
 	}
 	for _, o := range c.Outputs {
 		if got := o.FlushInterval.D(); got != want[o.Name] {
