@@ -29,7 +29,7 @@ func newEnricher(kc config.Kubernetes, log *slog.Logger) (*kube.Enricher, error)
 	}
 	// client-go logs through klog; send it where skiff's own logs go, in the same format.
 	klog.SetSlogLogger(log.With("component", "client-go"))
-	e, err := kube.New(client, meta, kube.Config{
+	e, err := kube.New(client.Pods(""), meta, kube.Config{
 		NodeName:        kc.NodeName,
 		PodAnnotations:  kc.PodAnnotations,
 		NamespaceLabels: *kc.NamespaceLabels,

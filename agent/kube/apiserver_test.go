@@ -35,7 +35,7 @@ func startReal(t *testing.T, c *kubetest.Cluster, kubeconfig string, grace time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(client, meta, Config{
+	e, err := New(client.Pods(""), meta, Config{
 		NodeName: kubetest.NodeName, PodAnnotations: []string{"example.com/owner"},
 		NamespaceLabels: true, Dedot: true, DeletedPodGrace: grace,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -256,7 +256,7 @@ func BenchmarkAPIServerSync(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e, err := New(client, meta, testConfig()) // memObjects' pods are on testNode
+			e, err := New(client.Pods(""), meta, testConfig()) // memObjects' pods are on testNode
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -3,10 +3,11 @@ package kube
 import (
 	"fmt"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skiff-logs/skiff/agent/kube/core"
 )
 
 // userAgent identifies skiff in the apiserver's audit log and metrics.
@@ -30,9 +31,9 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// Clients makes the clients an Enricher needs from rc: the typed client asks for pods in
-// protobuf (less CPU to decode than JSON), the metadata client for namespaces' metadata only.
-func Clients(rc *rest.Config) (kubernetes.Interface, metadata.Interface, error) {
+// Clients makes the clients an Enricher needs from rc: a core/v1 client for pods (protobuf; see
+// Core) and client-go's metadata client for namespaces' metadata only.
+func Clients(rc *rest.Config) (*core.Client, metadata.Interface, error) {
 	rc = rest.CopyConfig(rc)
 	if rc.UserAgent == "" {
 		rc.UserAgent = userAgent
@@ -41,12 +42,9 @@ func Clients(rc *rest.Config) (kubernetes.Interface, metadata.Interface, error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes metadata client: %w", err)
 	}
-	typed := rest.CopyConfig(rc)
-	typed.ContentType = "application/vnd.kubernetes.protobuf"
-	typed.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	client, err := kubernetes.NewForConfig(typed)
+	core, err := core.New(rc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, err
 	}
-	return client, meta, nil
+	return core, meta, nil
 }

@@ -17,13 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/kube/core"
 	"github.com/skiff-logs/skiff/agent/metrics"
 )
 
@@ -95,9 +95,9 @@ type fileEntry struct {
 	seen atomic.Uint32 // the sweep round of the last use
 }
 
-// New builds an Enricher watching through client (pods) and meta (namespace metadata). It
-// starts nothing; Run does.
-func New(client kubernetes.Interface, meta metadata.Interface, cfg Config) (*Enricher, error) {
+// New builds an Enricher watching pods (all namespaces: core.Client.Pods("")) and namespaces' metadata
+// through meta. It starts nothing; Run does.
+func New(pods core.Pods, meta metadata.Interface, cfg Config) (*Enricher, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("kube: node name is required")
 	}
@@ -115,8 +115,7 @@ func New(client kubernetes.Interface, meta metadata.Interface, cfg Config) (*Enr
 		missing: metrics.KubeLookups.WithLabelValues("missing"),
 	}
 	node := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-	pods := client.CoreV1().Pods(metav1.NamespaceAll)
-	e.podInf = cache.NewSharedIndexInformerWithOptions(e.listWatch("pods", client,
+	e.podInf = cache.NewSharedIndexInformerWithOptions(e.listWatch("pods", pods,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = node
 			return pods.List(ctx, o)

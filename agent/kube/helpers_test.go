@@ -17,6 +17,7 @@ import (
 	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/kube/core"
 )
 
 const testNode = "node-1"
@@ -52,6 +53,14 @@ type fakeClients struct {
 	meta   *metadatafake.FakeMetadataClient
 }
 
+// pods is the fake's pods of all namespaces, as New takes them. Like the fake clientset it
+// declines watch-list semantics, which the fake cannot serve.
+func (fc fakeClients) pods() core.Pods { return fakePods{fc.client.CoreV1().Pods(metav1.NamespaceAll)} }
+
+type fakePods struct{ core.Pods }
+
+func (fakePods) IsWatchListSemanticsUnSupported() bool { return true }
+
 // newFakeClients makes fake clients holding objs: pods, and namespaces as
 // PartialObjectMetadata.
 func newFakeClients(t testing.TB, objs ...runtime.Object) fakeClients {
@@ -75,7 +84,7 @@ func newFakeClients(t testing.TB, objs ...runtime.Object) fakeClients {
 func startFake(t testing.TB, cfg Config, objs ...runtime.Object) *fakeCluster {
 	t.Helper()
 	fc := &fakeCluster{fakeClients: newFakeClients(t, objs...)}
-	e, err := New(fc.client, fc.meta, cfg)
+	e, err := New(fc.pods(), fc.meta, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 		return func(b *testing.B) {
 			for b.Loop() {
 				b.ReportMetric(heapOf(b, objs, func(ctx context.Context, fc *fakeClients) func() {
-					e, err := New(fc.client, fc.meta, testConfig())
+					e, err := New(fc.pods(), fc.meta, testConfig())
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -18,9 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-logs/skiff/agent/kube"
+	"github.com/skiff-logs/skiff/agent/kube/core"
 	"github.com/skiff-logs/skiff/internal/kubetest/kubeobj"
 	"github.com/skiff-logs/skiff/internal/loggen"
 )
@@ -70,9 +70,9 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 		return nil, err
 	}
 	rc.QPS, rc.Burst = 200, 400
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := core.New(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	nsNames := make([]string, namespaces)
 	err = parallel(namespaces, func(j int) error {
@@ -91,7 +91,8 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 		want := withSidecars(benchPod(i, nsNames[i%namespaces]), perPod-1)
 		p, err := kubeobj.CreatePod(ctx, client, want.Namespace, want)
 		if apierrors.IsAlreadyExists(err) {
-			p, err = client.CoreV1().Pods(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+			p = &corev1.Pod{}
+			err = client.Get(ctx, "pods", want.Namespace, want.Name, p)
 		}
 		if err != nil {
 			return err
@@ -133,8 +134,8 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 
 // deleteOtherPods deletes the pods on benchNode that are not among keep (left by an earlier run
 // with more pods).
-func deleteOtherPods(ctx context.Context, client kubernetes.Interface, keep []loggen.Container) error {
-	list, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+func deleteOtherPods(ctx context.Context, client *core.Client, keep []loggen.Container) error {
+	list, err := client.Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", benchNode).String(),
 	})
 	if err != nil {

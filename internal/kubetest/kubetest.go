@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/skiff-logs/skiff/agent/kube/core"
 	"github.com/skiff-logs/skiff/internal/kubetest/kubeobj"
 )
 
@@ -64,6 +65,8 @@ type Cluster struct {
 	Config *rest.Config
 	// Client is a ready admin clientset.
 	Client *kubernetes.Clientset
+	// Core is a ready admin client of core/v1, as skiff itself uses (kubeobj works through it).
+	Core *core.Client
 	// Tokens maps the name of each user added by WithUsers to its bearer token; empty for the
 	// shared instance.
 	Tokens map[string]string
@@ -234,6 +237,10 @@ func load(dir string) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin client for %s: %w", url, err)
 	}
+	c.Core, err = core.New(c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("admin core/v1 client for %s: %w", url, err)
+	}
 	return c, nil
 }
 
@@ -308,7 +315,7 @@ func ctx(tb testing.TB) context.Context {
 // namespace is never deleted (it could not finish terminating); name must be fresh: UniqueName.
 func (c *Cluster) CreateNamespace(tb testing.TB, name string, labels map[string]string) *corev1.Namespace {
 	tb.Helper()
-	ns, err := kubeobj.CreateNamespace(ctx(tb), c.Client, name, labels)
+	ns, err := kubeobj.CreateNamespace(ctx(tb), c.Core, name, labels)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -317,7 +324,7 @@ func (c *Cluster) CreateNamespace(tb testing.TB, name string, labels map[string]
 
 func (c *Cluster) ensureServiceAccount(tb testing.TB, ns, name string) {
 	tb.Helper()
-	if err := kubeobj.EnsureServiceAccount(ctx(tb), c.Client, ns, name); err != nil {
+	if err := kubeobj.EnsureServiceAccount(ctx(tb), c.Core, ns, name); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -331,7 +338,7 @@ func (c *Cluster) CreatePod(tb testing.TB, ns string, pod *corev1.Pod) *corev1.P
 		p = pod.DeepCopy()
 		p.Spec.NodeName = NodeName
 	}
-	created, err := kubeobj.CreatePod(ctx(tb), c.Client, ns, p)
+	created, err := kubeobj.CreatePod(ctx(tb), c.Core, ns, p)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -347,7 +354,7 @@ func ContainerID(ns, pod, container string) string { return kubeobj.ContainerID(
 // "containerd://"+ContainerID(ns, name, container). It returns the updated pod.
 func (c *Cluster) MarkPodRunning(tb testing.TB, ns, name, ip string) *corev1.Pod {
 	tb.Helper()
-	updated, err := kubeobj.MarkPodRunning(ctx(tb), c.Client, ns, name, ip)
+	updated, err := kubeobj.MarkPodRunning(ctx(tb), c.Core, ns, name, ip)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -358,7 +365,7 @@ func (c *Cluster) MarkPodRunning(tb testing.TB, ns, name, ip string) *corev1.Pod
 // deletion). A pod already gone is not an error.
 func (c *Cluster) DeletePod(tb testing.TB, ns, name string) {
 	tb.Helper()
-	if err := kubeobj.DeletePod(ctx(tb), c.Client, ns, name); err != nil {
+	if err := kubeobj.DeletePod(ctx(tb), c.Core, ns, name); err != nil {
 		tb.Fatal(err)
 	}
 }

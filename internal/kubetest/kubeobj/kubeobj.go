@@ -14,17 +14,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-logs/skiff/agent/kube/core"
 )
 
 // CreateNamespace creates namespace name with labels, then its "default" ServiceAccount (which
 // the ServiceAccount admission plugin requires before it admits pods; an existing one is kept).
 // When the namespace exists already, the error satisfies apierrors.IsAlreadyExists and nothing
 // else is done.
-func CreateNamespace(ctx context.Context, client kubernetes.Interface, name string, labels map[string]string) (*corev1.Namespace, error) {
-	ns, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+func CreateNamespace(ctx context.Context, client *core.Client, name string, labels map[string]string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{}
+	err := client.Create(ctx, "namespaces", "", &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-	}, metav1.CreateOptions{})
+	}, ns)
 	if err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", name, err)
 	}
@@ -35,10 +37,10 @@ func CreateNamespace(ctx context.Context, client kubernetes.Interface, name stri
 }
 
 // EnsureServiceAccount creates ServiceAccount ns/name unless it exists.
-func EnsureServiceAccount(ctx context.Context, client kubernetes.Interface, ns, name string) error {
-	_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+func EnsureServiceAccount(ctx context.Context, client *core.Client, ns, name string) error {
+	err := client.Create(ctx, "serviceaccounts", ns, &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-	}, metav1.CreateOptions{})
+	}, &corev1.ServiceAccount{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create service account %s/%s: %w", ns, name, err)
 	}
@@ -49,11 +51,11 @@ func EnsureServiceAccount(ctx context.Context, client kubernetes.Interface, ns, 
 // pod the apiserver stored. The pod is bound to the node its spec names, if any; nothing
 // schedules it otherwise. An existing pod of that name gives an error satisfying
 // apierrors.IsAlreadyExists.
-func CreatePod(ctx context.Context, client kubernetes.Interface, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+func CreatePod(ctx context.Context, client *core.Client, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
 	p := pod.DeepCopy()
 	p.Namespace = ns
-	created, err := client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
-	if err != nil {
+	created := &corev1.Pod{}
+	if err := client.Create(ctx, "pods", ns, p, created); err != nil {
 		return nil, fmt.Errorf("create pod %s/%s: %w", ns, p.Name, err)
 	}
 	return created, nil
@@ -110,20 +112,20 @@ func RunningStatus(pod *corev1.Pod, ip string, now metav1.Time) corev1.PodStatus
 // SetRunning stores RunningStatus(pod, ip, now) as the status of pod, which must be the pod as
 // last read from the apiserver (its resourceVersion is checked), and returns the updated pod.
 // pod itself is not modified.
-func SetRunning(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ip string) (*corev1.Pod, error) {
+func SetRunning(ctx context.Context, client *core.Client, pod *corev1.Pod, ip string) (*corev1.Pod, error) {
 	p := pod.DeepCopy()
 	p.Status = RunningStatus(p, ip, metav1.Now())
-	updated, err := client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	if err != nil {
+	updated := &corev1.Pod{}
+	if err := client.Update(ctx, "pods", p.Namespace, p.Name, "status", p, updated); err != nil {
 		return nil, fmt.Errorf("update status of pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return updated, nil
 }
 
 // MarkPodRunning reads pod ns/name and sets it running (SetRunning).
-func MarkPodRunning(ctx context.Context, client kubernetes.Interface, ns, name, ip string) (*corev1.Pod, error) {
-	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+func MarkPodRunning(ctx context.Context, client *core.Client, ns, name, ip string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := client.Get(ctx, "pods", ns, name, pod); err != nil {
 		return nil, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
 	}
 	return SetRunning(ctx, client, pod, ip)
@@ -131,8 +133,8 @@ func MarkPodRunning(ctx context.Context, client kubernetes.Interface, ns, name, 
 
 // DeletePod deletes pod ns/name at once (grace period 0: no kubelet would confirm a graceful
 // deletion). A pod already gone is not an error.
-func DeletePod(ctx context.Context, client kubernetes.Interface, ns, name string) error {
-	err := client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
+func DeletePod(ctx context.Context, client *core.Client, ns, name string) error {
+	err := client.Delete(ctx, "pods", ns, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
 	}
