@@ -37,7 +37,7 @@ const baseBackoff = 100 * time.Millisecond
 // from any goroutine, Close once at shutdown (a second Close waits for the first).
 type Output struct {
 	cfg    Config
-	client *elasticsearch.Client
+	client *elasticsearch.BaseClient
 	index  *template.Template
 	dead   deadLetter
 	spool  *spool
@@ -120,7 +120,7 @@ func New(cfg Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := elasticsearch.NewClient(elasticsearch.Config{
+	client, err := elasticsearch.NewBaseClient(elasticsearch.Config{
 		Addresses: cfg.Hosts,
 		APIKey:    cfg.APIKey,
 		Username:  cfg.Username,
