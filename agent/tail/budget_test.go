@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,5 +163,67 @@ func TestBudgetBackpressure(t *testing.T) {
 				t.Fatalf("%d records, want %d; first difference at %d", len(got), len(want), i)
 			}
 		})
+	}
+}
+
+// TestChunksSizedToBudget: with a small budget a reader closes its chunks at 1/chunksInFlight of
+// the chunks' half, so that several are in flight at once. A chunk that took the whole half
+// stalled delivery: the output's second body for it waited for its flush interval, and no
+// other chunk fit meanwhile (4k records/s in skiff bench --memory-limit 2MiB, from 430k).
+func TestChunksSizedToBudget(t *testing.T) {
+	const lines, msgLen = 3000, 100
+	budget := NewBudget(256 << 10)
+	limit := chunkBytesFor(budget)
+	if want := budget.chunks.limit / chunksInFlight; limit != want {
+		t.Fatalf("chunk limit %d, want %d", limit, want)
+	}
+	var mu sync.Mutex
+	var charges []int64
+	s := &sink{slow: func(c *event.Chunk) bool {
+		var n int64
+		for i := range c.Records {
+			n += recordSize + int64(len(c.Records[i].Message))
+		}
+		mu.Lock()
+		charges = append(charges, n)
+		mu.Unlock()
+		return false
+	}}
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&b, "%0*d\n", msgLen, i)
+	}
+	writeFile(t, filepath.Join(dir, "0.log"), b.String())
+	cfg := testConfig(t, dir, newStore(t, t.TempDir()))
+	cfg.ChunkRecords = 100000 // the budget, not the record count, closes the chunks
+	cfg.Budget = budget
+	start(t, cfg, s)
+	waitFor(t, "every line", func() bool { return len(s.records()) == lines })
+	mu.Lock()
+	defer mu.Unlock()
+	if total := int64(lines) * (recordSize + msgLen); int64(len(charges)) < total/limit {
+		t.Fatalf("%d chunks for %d bytes of records, want at least %d", len(charges), total, total/limit)
+	}
+	for i, n := range charges {
+		if n > limit+recordSize+msgLen {
+			t.Fatalf("chunk %d charges %d bytes, over the limit %d by more than a record", i, n, limit)
+		}
+	}
+}
+
+func TestChunkBytesFor(t *testing.T) {
+	for _, tt := range []struct {
+		budget *Budget
+		want   int64
+	}{
+		{nil, maxChunkBytes},
+		{NewBudget(64 << 20), maxChunkBytes},
+		{NewBudget(4 << 20), 256 << 10},
+		{NewBudget(1 << 10), minChunkBytes},
+	} {
+		if got := chunkBytesFor(tt.budget); got != tt.want {
+			t.Errorf("chunkBytesFor(%v) = %d, want %d", tt.budget, got, tt.want)
+		}
 	}
 }

@@ -515,7 +515,7 @@ func (r *reader) added(ctx context.Context, handle handleFunc, rec *event.Record
 	}
 	rec.Tag = g.src.Tag
 	rec.Source = g.src
-	if len(r.recs) >= r.t.cfg.ChunkRecords || r.arenaBytes >= maxChunkBytes {
+	if len(r.recs) >= r.t.cfg.ChunkRecords || int64(r.arenaBytes)+int64(len(r.recs))*recordSize >= r.t.chunkBytes {
 		return r.flush(ctx, handle)
 	}
 	return nil
@@ -546,8 +546,8 @@ func (r *reader) reserve(n int) {
 		return
 	}
 	size := r.end - r.start
-	if size > maxChunkBytes {
-		size = maxChunkBytes
+	if int64(size) > r.t.chunkBytes {
+		size = int(r.t.chunkBytes)
 	}
 	if size < n {
 		size = n
