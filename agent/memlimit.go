@@ -47,7 +47,7 @@ func MemoryLimit(cfg *config.Config) config.ByteSize {
 
 // SoftMemoryLimit is the Go runtime soft memory limit derived from memory_limit: twice the
 // budget (what the budget counts is the bytes of messages and records, not the capacity of the
-// blocks holding them) plus memoryOverhead; 48 MiB for the default memory_limit.
+// blocks holding them) plus memoryOverhead; 40 MiB for the default memory_limit.
 // Past it the garbage collector runs more often instead of letting the heap grow to twice its
 // live size.
 func SoftMemoryLimit(memoryLimit config.ByteSize) int64 {

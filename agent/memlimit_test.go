@@ -52,7 +52,7 @@ func TestMemoryLimit(t *testing.T) {
 		outputs []config.Output
 		want    config.ByteSize
 	}{
-		{"defaults fit exactly", 8 << 20, []config.Output{es(0, 1<<20)}, 8 << 20},
+		{"defaults fit exactly", config.DefaultMemoryLimit, []config.Output{es(0, config.DefaultESFlushBytes)}, config.DefaultMemoryLimit},
 		{"no outputs", 8 << 20, nil, 8 << 20},
 		{"four workers of 2 MiB", 8 << 20, []config.Output{es(4, 2<<20)}, 32 << 20},
 		{"elasticsearch and file", 8 << 20, []config.Output{es(2, 1<<20), file}, 12 << 20},

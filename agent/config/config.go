@@ -234,7 +234,7 @@ const (
 	DefaultDataDir           = "/var/lib/skiff"
 	DefaultMaxLineBytes      = 1 << 20
 	DefaultIndex             = "k8s-logs-%Y.%m.%d"
-	DefaultESFlushBytes      = 1 << 20 // as fast as 5 MiB, 8 MiB less held by two workers (docs/performance.md)
+	DefaultESFlushBytes      = 512 << 10 // 8 % less throughput per CPU-second than 1 MiB, 8 MiB less peak RSS (docs/performance.md)
 	DefaultFileFlushBytes    = 1 << 20
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPositionsInterval = time.Second
@@ -242,7 +242,7 @@ const (
 	DefaultDeletedPodGrace   = 5 * time.Minute
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
-	DefaultMemoryLimit       = 8 << 20 // with agent.SoftMemoryLimit (48 MiB): ~75 MiB peak RSS at 1,000 busy files
+	DefaultMemoryLimit       = 4 << 20 // the floor for 2 Elasticsearch workers × 512 KiB; with agent.SoftMemoryLimit (40 MiB): ~54 MiB peak RSS at 1,000 busy files and 500 pods
 )
 
 // Default flush intervals: the longest a record waits in an output's batch. Elasticsearch's is

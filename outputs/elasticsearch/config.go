@@ -14,7 +14,7 @@ import (
 // Defaults applied by New to zero-valued fields (and by DefaultConfig).
 const (
 	DefaultIndex         = "k8s-logs-%Y.%m.%d"
-	DefaultFlushBytes    = 1 << 20
+	DefaultFlushBytes    = 512 << 10
 	DefaultFlushInterval = 500 * time.Millisecond
 	DefaultWorkers       = 2
 	DefaultQueueRecords  = 16384
@@ -48,7 +48,7 @@ type Config struct {
 	// TLSInsecure turns TLS certificate verification off. Default false.
 	TLSInsecure bool
 
-	// FlushBytes is the bulk body size at which a request is sent, default 1 MiB. Each worker
+	// FlushBytes is the bulk body size at which a request is sent, default 512 KiB. Each worker
 	// holds one body (two when compressing), so it is most of the output's memory.
 	FlushBytes int
 	// FlushInterval is the longest a record waits, from Send, for its bulk request to fill
