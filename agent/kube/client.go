@@ -32,7 +32,7 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 // Clients makes the clients an Enricher needs from rc: a core/v1 client for pods (protobuf; see
-// Core) and client-go's metadata client for namespaces' metadata only.
+// package core) and client-go's metadata client for namespaces' metadata only.
 func Clients(rc *rest.Config) (*core.Client, metadata.Interface, error) {
 	rc = rest.CopyConfig(rc)
 	if rc.UserAgent == "" {
@@ -42,9 +42,9 @@ func Clients(rc *rest.Config) (*core.Client, metadata.Interface, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes metadata client: %w", err)
 	}
-	core, err := core.New(rc)
+	pods, err := core.New(rc)
 	if err != nil {
 		return nil, nil, err
 	}
-	return core, meta, nil
+	return pods, meta, nil
 }

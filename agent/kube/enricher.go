@@ -95,8 +95,8 @@ type fileEntry struct {
 	seen atomic.Uint32 // the sweep round of the last use
 }
 
-// New builds an Enricher watching pods (all namespaces: core.Client.Pods("")) and namespaces' metadata
-// through meta. It starts nothing; Run does.
+// New builds an Enricher watching pods (of all namespaces: core.Client.Pods("")) and
+// namespaces' metadata through meta. It starts nothing; Run does.
 func New(pods core.Pods, meta metadata.Interface, cfg Config) (*Enricher, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("kube: node name is required")

@@ -515,7 +515,7 @@ func (r *reader) added(ctx context.Context, handle handleFunc, rec *event.Record
 	}
 	rec.Tag = g.src.Tag
 	rec.Source = g.src
-	if len(r.recs) >= r.t.cfg.ChunkRecords || int64(r.arenaBytes)+int64(len(r.recs))*recordSize >= r.t.chunkBytes {
+	if len(r.recs) >= r.t.cfg.ChunkRecords || r.charge() >= r.t.chunkBytes {
 		return r.flush(ctx, handle)
 	}
 	return nil
@@ -538,6 +538,9 @@ func (r *reader) growRecs() {
 }
 
 var newline = []byte{'\n'}
+
+// charge is what the open chunk costs the Budget: its messages and its records.
+func (r *reader) charge() int64 { return int64(r.arenaBytes) + int64(len(r.recs))*recordSize }
 
 // reserve makes room for n more bytes in the arena. A new block is sized for what the buffer
 // still holds, so one block usually serves a whole read.
@@ -624,7 +627,7 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 	var ack *event.Ack
 	if b := r.t.cfg.Budget; b != nil {
 		// Backpressure: wait until the chunks in flight leave room for this one.
-		n, err := b.chunks.acquire(ctx, int64(r.arenaBytes)+int64(len(r.recs))*recordSize)
+		n, err := b.chunks.acquire(ctx, r.charge())
 		if err != nil {
 			return err
 		}

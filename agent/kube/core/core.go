@@ -43,9 +43,6 @@ func New(rc *rest.Config) (*Client, error) {
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
 	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	rc.NegotiatedSerializer = serializer.NewCodecFactory(coreScheme).WithoutConversion()
-	if rc.RateLimiter == nil && rc.QPS == 0 {
-		rc.QPS, rc.Burst = 5, 10 // client-go's defaults, as its clientset would set them
-	}
 	client, err := rest.RESTClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes core/v1 client: %w", err)
@@ -70,14 +67,14 @@ type corePods struct {
 
 func (p corePods) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
 	list := &corev1.PodList{}
-	err := p.c.rest.Get().Namespace(p.ns).Resource("pods").VersionedParams(&opts, p.c.params).
+	err := p.c.in(p.c.rest.Get(), p.ns).Resource("pods").VersionedParams(&opts, p.c.params).
 		Timeout(timeoutOf(opts)).Do(ctx).Into(list)
 	return list, err
 }
 
 func (p corePods) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return p.c.rest.Get().Namespace(p.ns).Resource("pods").VersionedParams(&opts, p.c.params).
+	return p.c.in(p.c.rest.Get(), p.ns).Resource("pods").VersionedParams(&opts, p.c.params).
 		Timeout(timeoutOf(opts)).Watch(ctx)
 }
 
