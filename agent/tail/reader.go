@@ -33,9 +33,13 @@ const (
 	startInitial
 )
 
-// reader reads one file (one inode) from its own goroutine. The fields after "goroutine-local"
-// are touched by that goroutine only; the scanner talks to it through wake, gone and readOff,
-// and waits for drained (closed once the file, no longer at its path, was read to its end).
+// reader reads one file (one inode). Its own goroutine only waits (for a wake, then for a
+// worker to run its turn): the reading, parsing and handing on happen on one of the Tailer's few
+// workers, so that a thousand quiet files hold a thousand minimal stacks, not a thousand stacks
+// grown deep in parsing and routing. The fields after "goroutine-local" are touched by one
+// goroutine at a time (the reader's, or the worker running its turn); the scanner talks to it
+// through wake, gone and readOff, and waits for drained (closed once the file, no longer at its
+// path, was read to its end).
 type reader struct {
 	t      *Tailer
 	f      *os.File
@@ -49,8 +53,9 @@ type reader struct {
 	log    *slog.Logger
 
 	wake    chan struct{}
-	gone    atomic.Bool  // path no longer leads to this file
-	readOff atomic.Int64 // file offset read up to, for the scanner's size check
+	ran     chan struct{} // a worker finished the reader's turn (activate)
+	gone    atomic.Bool   // path no longer leads to this file
+	readOff atomic.Int64  // file offset read up to, for the scanner's size check
 	drained chan struct{}
 	// idFP is the fingerprint of the current generation once begun (0 before): the scanner
 	// matches the compressed copy of a file against the reader that already reads it.
@@ -59,7 +64,10 @@ type reader struct {
 	// offsets); it is complete, so it is read once to its end.
 	isGz bool
 
-	// goroutine-local
+	// goroutine-local: the reader's goroutine, or the worker running its turn while the
+	// goroutine waits for it
+	done     bool  // outcome of the last turn: the file is done
+	err      error // ... or reading it failed
 	desc     event.Source
 	g        *generation
 	nextGen  uint32 // generation number after a truncation
@@ -111,6 +119,7 @@ func newReader(t *Tailer, f *os.File, path, name, target, origin string, k posit
 		path: path, name: name, target: target, origin: origin,
 		mode: mode, after: after,
 		wake:    make(chan struct{}, 1),
+		ran:     make(chan struct{}, 1),
 		drained: make(chan struct{}),
 		isGz:    isGz(name),
 	}
@@ -149,14 +158,13 @@ func (r *reader) run(ctx context.Context, handle handleFunc) {
 		}
 	}
 	for {
-		err := r.step(ctx, handle)
-		if err == nil {
-			var done bool
-			done, err = r.finished(ctx, handle)
-			if done && err == nil {
-				retire = r.g != nil
-				return
-			}
+		if !r.t.work(ctx, r) {
+			return
+		}
+		done, err := r.done, r.err
+		if done && err == nil {
+			retire = r.g != nil
+			return
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -188,6 +196,16 @@ func (r *reader) close(retire bool) {
 		close(r.drained)
 	}
 	r.t.finish(r, retire, fp)
+}
+
+// activate is one turn of the reader, run by a worker of the Tailer (see Tailer.work): it reads
+// what the file has now and decides whether the file is done. The outcome is left in r.done and
+// r.err for the reader's goroutine.
+func (r *reader) activate(ctx context.Context, handle handleFunc) {
+	r.done, r.err = false, r.step(ctx, handle)
+	if r.err == nil {
+		r.done, r.err = r.finished(ctx, handle)
+	}
 }
 
 // step reads whatever the file has now, up to its end.

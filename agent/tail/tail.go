@@ -1,5 +1,5 @@
-// Package tail finds log files by glob, reads each with one goroutine, and hands their records,
-// chunk by chunk, to the pipeline. It handles file identity (device, inode and a fingerprint of
+// Package tail finds log files by glob, reads them on a few workers (each file in turn, in
+// order), and hands their records, chunk by chunk, to the pipeline. It handles file identity (device, inode and a fingerprint of
 // the first line), rename rotation, copytruncate, deletion while open, partial and overlong
 // lines, and invalid UTF-8; it resumes from, and commits to, the positions store.
 //
@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -122,7 +123,10 @@ type Tailer struct {
 	ran        atomic.Bool
 
 	scanReq chan struct{}
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the readers' goroutines
+	// turns hands a reader's turn to a worker (Tailer.work); workers counts those running.
+	turns   chan *reader
+	workers sync.WaitGroup
 	watcher *fsnotify.Watcher
 
 	mu       sync.Mutex
@@ -216,6 +220,7 @@ func New(cfg Config) (*Tailer, error) {
 			open:        metrics.FilesOpen.WithLabelValues(in),
 		},
 		scanReq:  make(chan struct{}, 1),
+		turns:    make(chan *reader),
 		readers:  make(map[positions.Key]*reader),
 		byPath:   make(map[string]*reader),
 		byTarget: make(map[string]*reader),
@@ -231,7 +236,7 @@ func New(cfg Config) (*Tailer, error) {
 }
 
 // Run discovers files and reads them until ctx ends, calling handle with each chunk of
-// records, from one goroutine per file: handle is called concurrently for different files and
+// records, from a few workers: handle is called concurrently for different files and
 // sequentially, in file order, for one file. handle may block (backpressure: that file's reading
 // pauses) and must return an error only when ctx ended. The chunk's records stay valid until
 // their Acks are released; the reader releases its own seal reference when handle returns.
@@ -257,6 +262,10 @@ func (t *Tailer) Run(ctx context.Context, handle func(ctx context.Context, c *ev
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	defer pause.Stop()
+	for range readWorkers() {
+		t.workers.Add(1)
+		go t.worker(ctx, handle)
+	}
 	t.scan(ctx, handle, true)
 	tick := time.NewTicker(t.cfg.ScanInterval)
 	defer tick.Stop()
@@ -297,10 +306,44 @@ loop:
 		}
 	}
 	t.wg.Wait()
+	t.workers.Wait()
 	if w != nil {
 		_ = w.Close()
 	}
 	return nil
+}
+
+// readWorkers is the number of workers that run the readers' turns: enough to keep every core
+// busy while some wait for budget or for a slow handle, few enough that their stacks (grown deep
+// in parsing, enrichment and routing) cost nothing worth counting. The Budget bounds how many
+// read at once in any case.
+func readWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// worker runs readers' turns until ctx ends.
+func (t *Tailer) worker(ctx context.Context, handle handleFunc) {
+	defer t.workers.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-t.turns:
+			r.activate(ctx, handle)
+			r.ran <- struct{}{}
+		}
+	}
+}
+
+// work runs r's turn on a worker and waits for it; it reports false, having run nothing, when
+// ctx ended first. A worker that took the turn always finishes it (a turn ends soon once ctx
+// has ended), so r's fields are never touched by two goroutines at once.
+func (t *Tailer) work(ctx context.Context, r *reader) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case t.turns <- r:
+	}
+	<-r.ran
+	return true
 }
 
 // takeEvents handles the events waiting at the end of a pause and reports whether there were
