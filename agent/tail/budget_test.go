@@ -179,6 +179,7 @@ func TestChunksSizedToBudget(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var charges []int64
+	var slots int // record slots allocated (cap), against len(s.records()) used
 	s := &sink{slow: func(c *event.Chunk) bool {
 		var n int64
 		for i := range c.Records {
@@ -186,6 +187,7 @@ func TestChunksSizedToBudget(t *testing.T) {
 		}
 		mu.Lock()
 		charges = append(charges, n)
+		slots += cap(c.Records)
 		mu.Unlock()
 		return false
 	}}
@@ -209,6 +211,10 @@ func TestChunksSizedToBudget(t *testing.T) {
 		if n > limit+recordSize+msgLen {
 			t.Fatalf("chunk %d charges %d bytes, over the limit %d by more than a record", i, n, limit)
 		}
+	}
+	// Record slices are sized for the records the chunk's bytes allow, not for ChunkRecords.
+	if slots > lines*13/10 {
+		t.Fatalf("%d record slots allocated for %d records, want at most 1.3 per record", slots, lines)
 	}
 }
 

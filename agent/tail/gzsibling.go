@@ -251,7 +251,7 @@ func (r *reader) beginGz() error {
 	if seeded {
 		// The compressed file now stands for the uncompressed one, which is gone.
 		cfg.Positions.Remove(seed.Key, fp)
-		r.log.Info("continuing a compressed rotated file where its uncompressed file was left", "offset", off)
+		r.logger().Info("continuing a compressed rotated file where its uncompressed file was left", "offset", off)
 	}
 	r.g = g
 	r.idFP.Store(fp)
@@ -315,7 +315,7 @@ func (r *reader) gzFailed(err error, at int64) error {
 		r.t.cfg.Positions.SetSize(r.key, r.g.fp, r.g.num, at)
 	}
 	metrics.ReadErrors.WithLabelValues(r.t.cfg.Input).Inc()
-	r.log.Error("compressed rotated file is damaged: delivering what came before the damage and skipping the rest",
+	r.logger().Error("compressed rotated file is damaged: delivering what came before the damage and skipping the rest",
 		"decompressed_offset", at, "compressed_bytes_unread", max(size-consumed, 0), "err", err)
 	return io.EOF
 }

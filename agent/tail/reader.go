@@ -50,7 +50,6 @@ type reader struct {
 	origin string // the resolved path the file had at path (positions Entry.Target)
 	mode   startMode
 	after  <-chan struct{} // read nothing before it closes (the previous file of path drained)
-	log    *slog.Logger
 
 	wake    chan struct{}
 	ran     chan struct{} // a worker finished the reader's turn (activate)
@@ -92,6 +91,7 @@ type reader struct {
 	recs       []event.Record // the chunk being filled
 	arena      []byte         // its messages; earlier chunks may share the backing array
 	arenaBytes int            // message bytes in the current chunk
+	msgMean    int64          // mean message length of the last chunk: sizes the next (growRecs)
 	lineEnd    int64          // file offset after the last line consumed
 	counted    int64          // lineEnd already counted in InputBytes
 	nParseErr  int
@@ -123,10 +123,6 @@ func newReader(t *Tailer, f *os.File, path, name, target, origin string, k posit
 		drained: make(chan struct{}),
 		isGz:    isGz(name),
 	}
-	r.log = t.log.With("path", path)
-	if name != path {
-		r.log = r.log.With("file", name)
-	}
 	if t.cfg.Describe != nil {
 		r.desc = t.cfg.Describe(path)
 	} else {
@@ -136,6 +132,16 @@ func newReader(t *Tailer, f *os.File, path, name, target, origin string, k posit
 		r.desc.Path = path
 	}
 	return r
+}
+
+// logger returns the input's logger with the file's path (and the name of the file opened,
+// when it is another). It is made when something is logged, not kept: a logger with attributes
+// costs ~500 bytes, which a thousand quiet files would hold for nothing.
+func (r *reader) logger() *slog.Logger {
+	if r.name != r.path {
+		return r.t.log.With("path", r.path, "file", r.name)
+	}
+	return r.t.log.With("path", r.path)
 }
 
 // poke wakes the reader without blocking; wakes coalesce.
@@ -168,7 +174,7 @@ func (r *reader) run(ctx context.Context, handle handleFunc) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.Error("closing file after an error; the next scan reopens it from its saved position", "err", err)
+				r.logger().Error("closing file after an error; the next scan reopens it from its saved position", "err", err)
 			}
 			return
 		}
@@ -267,7 +273,7 @@ func (r *reader) begin(size int64) (bool, error) {
 		case known && e.Fingerprint == fp:
 			gen, off = e.Generation, e.Offset
 			if size < off {
-				r.log.Info("file is shorter than its saved position: it was truncated while skiff was not reading it; reading it from the start",
+				r.logger().Info("file is shorter than its saved position: it was truncated while skiff was not reading it; reading it from the start",
 					"offset", off, "size", size)
 				gen, off = gen+1, 0
 			}
@@ -277,7 +283,7 @@ func (r *reader) begin(size int64) (bool, error) {
 			}
 		}
 		if known && e.Fingerprint != fp {
-			r.log.Debug("the inode of a known file was reused: reading the new file as new")
+			r.logger().Debug("the inode of a known file was reused: reading the new file as new")
 		}
 	} else {
 		gen = r.nextGen
@@ -337,7 +343,7 @@ func (r *reader) readCopy(ctx context.Context, handle handleFunc) error {
 		if err != nil {
 			continue
 		}
-		r.log.Info("file truncated: reading the rest of its old content from the copy", "copy", name, "offset", r.off, "size", fi.Size())
+		r.logger().Info("file truncated: reading the rest of its old content from the copy", "copy", name, "offset", r.off, "size", fi.Size())
 		orig := r.f
 		r.f, r.size = f, fi.Size()
 		err = r.readToEOF(ctx, handle)
@@ -357,7 +363,7 @@ func (r *reader) truncated(why string) {
 	} else {
 		lost = 0
 	}
-	r.log.Info("file truncated: reading it again from the start", "reason", why, "offset", r.off, "lost_bytes", lost)
+	r.logger().Info("file truncated: reading it again from the start", "reason", why, "offset", r.off, "lost_bytes", lost)
 	r.nextGen = r.g.num + 1
 	r.truncs++
 	r.g.tracker.Close()
@@ -539,20 +545,38 @@ func (r *reader) added(ctx context.Context, handle handleFunc, rec *event.Record
 	return nil
 }
 
-// growRecs makes room for the records of the lines already in the buffer, up to a chunk; for
-// a whole chunk at once when the file holds more than the buffer.
+// growRecs makes room for the records the chunk will still take: as many as its remaining bytes
+// allow at the mean message length (the chunk's own, else the last chunk's, else the buffer's
+// mean line length with a margin), and no more than the lines in the buffer and in what the
+// file holds beyond it; never more than a chunk. Records are a third of what reading allocates
+// (144 bytes each besides the message): slices sized for ChunkRecords, or doubled when a chunk
+// closing at chunkBytes needed a few more, came to three record slots per record read in make
+// bench-kube (now 1.24).
 func (r *reader) growRecs() {
-	want := len(r.recs) + bytes.Count(r.buf[r.scan:r.end], newline) + 1
+	n := len(r.recs)
+	lines := int64(bytes.Count(r.buf[r.scan:r.end], newline))
+	lineMean := int64(r.end-r.scan) / max(lines, 1)
+	mean := lineMean
+	margin := int64(16) // 1/16
+	switch {
+	case n > 0:
+		mean = int64(r.arenaBytes) / int64(n)
+	case r.msgMean > 0:
+		mean = r.msgMean
+	default:
+		// A line is longer than its message by what the parser strips (CRI's timestamp,
+		// stream and tag: ~40 bytes): a margin, so that the chunk need not grow again.
+		margin = 4
+	}
+	rest := (r.t.chunkBytes - r.charge()) / (recordSize + mean)
+	rest += rest / margin
+	// The lines in the buffer, and those in what the file holds beyond it.
 	if r.size > r.off {
-		want = r.t.cfg.ChunkRecords
+		lines += (r.size - r.off) / max(lineMean, 1)
 	}
-	if c := 2 * cap(r.recs); want < c {
-		want = c
-	}
-	if want > r.t.cfg.ChunkRecords {
-		want = r.t.cfg.ChunkRecords
-	}
-	r.recs = slices.Grow(r.recs, want-len(r.recs))
+	want := n + int(min(rest, lines)) + 1
+	want = min(want, r.t.cfg.ChunkRecords)
+	r.recs = slices.Grow(r.recs, max(want-n, 1))
 }
 
 var newline = []byte{'\n'}
@@ -657,6 +681,7 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 	for i := range r.recs {
 		r.recs[i].Ack = ack
 	}
+	r.msgMean = int64(r.arenaBytes) / int64(len(r.recs))
 	c := &event.Chunk{Records: r.recs, Ack: ack}
 	r.recs = nil
 	r.arenaBytes = 0
