@@ -201,31 +201,27 @@ func appendFloat(b []byte, v float64) []byte {
 
 func (v *CounterVec) names() []string { return v.v.names() }
 
-func (v *CounterVec) appendText(b []byte) []byte {
-	kids := v.v.children()
+func (v *CounterVec) appendText(b []byte) []byte { return appendValues(b, &v.v) }
+
+// appendValues appends a family of counters or gauges.
+func appendValues[M any, PM interface {
+	*M
+	Valuer
+}](b []byte, v *vec[M]) []byte {
+	kids := v.children()
 	if len(kids) == 0 {
 		return b
 	}
-	b = appendHeader(b, v.v.fam)
+	b = appendHeader(b, v.fam)
 	for _, c := range kids {
-		b = appendSample(b, v.v.fam, "", c.values, "", c.m.Value())
+		b = appendSample(b, v.fam, "", c.values, "", PM(c.m).Value())
 	}
 	return b
 }
 
 func (v *GaugeVec) names() []string { return v.v.names() }
 
-func (v *GaugeVec) appendText(b []byte) []byte {
-	kids := v.v.children()
-	if len(kids) == 0 {
-		return b
-	}
-	b = appendHeader(b, v.v.fam)
-	for _, c := range kids {
-		b = appendSample(b, v.v.fam, "", c.values, "", c.m.Value())
-	}
-	return b
-}
+func (v *GaugeVec) appendText(b []byte) []byte { return appendValues(b, &v.v) }
 
 func (v *HistogramVec) names() []string { return v.v.names() }
 
