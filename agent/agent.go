@@ -20,9 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/skiff-logs/skiff/agent/config"
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/kube"
@@ -63,13 +60,13 @@ type Agent struct {
 	webhooks     []*webhook.Input
 	webhookNames []string
 
-	noRoute prometheus.Counter
+	noRoute *metrics.Counter
 	ready   atomic.Bool
 
 	// kube enriches records with Kubernetes metadata (enrich.go); nil when disabled.
 	kube        *kube.Enricher
-	excluded    prometheus.Counter
-	jsonSkipped prometheus.Counter
+	excluded    *metrics.Counter
+	jsonSkipped *metrics.Counter
 	// Addr is set once the HTTP server listens (useful when the config says ":0").
 	addr atomic.Value
 }
@@ -323,7 +320,7 @@ func (a *Agent) serveHTTP() (*http.Server, error) {
 		return nil, nil
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", metrics.Registry)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -20,8 +20,6 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/kube/core"
 	"github.com/skiff-logs/skiff/agent/metrics"
@@ -84,7 +82,7 @@ type Enricher struct {
 	// round counts sweeps; an entry of files not used for two rounds is dropped.
 	round atomic.Uint32
 
-	found, missing prometheus.Counter
+	found, missing *metrics.Counter
 }
 
 // fileEntry is the cached Lookup answer for one file, valid while the Enricher's gen is gen.
@@ -456,7 +454,7 @@ type apiReporter struct {
 	log      *slog.Logger
 	now      func() time.Time
 	resource string
-	count    prometheus.Counter
+	count    *metrics.Counter
 
 	mu         sync.Mutex
 	last       time.Time

@@ -3,8 +3,6 @@ package positions
 import (
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
 )
@@ -178,7 +176,7 @@ func (t *Tracker) Close() {
 // draining and its successor have the same discovered path).
 type pathGauge struct {
 	path string
-	g    prometheus.Gauge
+	g    *metrics.Gauge
 	refs int
 }
 

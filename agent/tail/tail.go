@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
@@ -148,8 +147,8 @@ type retiredFile struct {
 
 // inputMetrics are the input's metric children, resolved once.
 type inputMetrics struct {
-	records, bytes, parseErrors, truncLines, truncBytes, invalidUTF8, lost prometheus.Counter
-	open                                                                   prometheus.Gauge
+	records, bytes, parseErrors, truncLines, truncBytes, invalidUTF8, lost *metrics.Counter
+	open                                                                   *metrics.Gauge
 }
 
 // New validates cfg, fills in defaults and returns the tailer. It starts nothing.

@@ -12,17 +12,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/metrics"
 )
 
 // inputMetrics are the input's metric children, resolved once.
 type inputMetrics struct {
-	events  prometheus.Counter
-	latency prometheus.Observer
-	codes   map[int]prometheus.Counter
-	other   *prometheus.CounterVec
+	events  *metrics.Counter
+	latency *metrics.Histogram
+	codes   map[int]*metrics.Counter
+	other   *metrics.CounterVec
 	name    string
 }
 
@@ -37,7 +35,7 @@ func newInputMetrics(name string) inputMetrics {
 	m := inputMetrics{
 		events:  metrics.WebhookEvents.WithLabelValues(name),
 		latency: metrics.WebhookRequestSeconds.WithLabelValues(name),
-		codes:   make(map[int]prometheus.Counter, len(answered)),
+		codes:   make(map[int]*metrics.Counter, len(answered)),
 		other:   metrics.WebhookRequests,
 		name:    name,
 	}

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/agent/positions"
 )
@@ -40,8 +38,8 @@ type spool struct {
 	maxBytes  int64
 	log       *slog.Logger
 	now       func() time.Time
-	bytesG    prometheus.Gauge
-	filesG    prometheus.Gauge
+	bytesG    *metrics.Gauge
+	filesG    *metrics.Gauge
 	failures  *metrics.WriteFailures
 
 	mu     sync.Mutex
@@ -58,7 +56,7 @@ type spool struct {
 // has no '\n' was being written when the process died (that request was never answered 200), so
 // the partial line is cut off; a file left empty is removed. No file is current afterwards: the
 // first append starts a new one. It must run before the tail reader opens the files.
-func openSpool(dir string, fileBytes, maxBytes int64, fileAge time.Duration, log *slog.Logger, bytesG, filesG prometheus.Gauge) (*spool, error) {
+func openSpool(dir string, fileBytes, maxBytes int64, fileAge time.Duration, log *slog.Logger, bytesG, filesG *metrics.Gauge) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create spool %s: %w", dir, err)
 	}

@@ -19,10 +19,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/internal/estest"
 )
 
@@ -113,22 +112,14 @@ func (s *sink) failed() int {
 func (s *sink) id(off int) string { return fmt.Sprintf("%s-%x", s.src.IDPrefix, off) }
 
 // counter reads a counter's value.
-func counter(t testing.TB, c prometheus.Counter) float64 {
+func counter(t testing.TB, c *metrics.Counter) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return c.Value()
 }
 
-func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
+func gaugeValue(t testing.TB, g *metrics.Gauge) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
+	return g.Value()
 }
 
 // testLogger writes the output's logs to the test log.

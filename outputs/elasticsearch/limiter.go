@@ -3,7 +3,7 @@ package elasticsearch
 import (
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiff-logs/skiff/agent/metrics"
 )
 
 // recoverAfter is the number of consecutive clean bulk responses after which the limiter allows
@@ -35,10 +35,10 @@ type limiter struct {
 	clean    int
 	// free is closed (and replaced) when a request ends or the limit grows.
 	free  chan struct{}
-	gauge prometheus.Gauge
+	gauge *metrics.Gauge
 }
 
-func newLimiter(max int, g prometheus.Gauge) *limiter {
+func newLimiter(max int, g *metrics.Gauge) *limiter {
 	g.Set(float64(max))
 	return &limiter{limit: max, max: max, free: make(chan struct{}), gauge: g}
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
@@ -94,12 +93,12 @@ type queuedBatch struct {
 }
 
 type outMetrics struct {
-	delivered, rejected, failed prometheus.Counter
-	spooled                     prometheus.Counter
-	retries                     prometheus.Counter
-	reqOK, reqErr               prometheus.Counter
-	latency                     prometheus.Observer
-	queued                      prometheus.Gauge
+	delivered, rejected, failed *metrics.Counter
+	spooled                     *metrics.Counter
+	retries                     *metrics.Counter
+	reqOK, reqErr               *metrics.Counter
+	latency                     *metrics.Histogram
+	queued                      *metrics.Gauge
 }
 
 // New validates cfg (after filling zero fields with defaults) and builds the client. It starts

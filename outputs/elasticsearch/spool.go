@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
 )
@@ -35,11 +33,11 @@ type spool struct {
 	bytes    int64 // total size of the spool files
 	files    int
 	full     bool
-	bytesG   prometheus.Gauge
-	filesG   prometheus.Gauge
-	fullG    prometheus.Gauge
-	records  prometheus.Counter
-	replayed prometheus.Counter
+	bytesG   *metrics.Gauge
+	filesG   *metrics.Gauge
+	fullG    *metrics.Gauge
+	records  *metrics.Counter
+	replayed *metrics.Counter
 	failures *metrics.WriteFailures
 }
 

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/outputs/template"
@@ -74,11 +72,11 @@ type Output struct {
 	retryMin  time.Duration
 	retryMax  time.Duration
 
-	delivered, failed prometheus.Counter
-	requestsOK        prometheus.Counter
-	requestsErr       prometheus.Counter
-	latency           prometheus.Observer
-	queued            prometheus.Gauge
+	delivered, failed *metrics.Counter
+	requestsOK        *metrics.Counter
+	requestsErr       *metrics.Counter
+	latency           *metrics.Histogram
+	queued            *metrics.Gauge
 	failures          *metrics.WriteFailures
 
 	mu       sync.Mutex

@@ -16,25 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/outputs/gzipfile"
 )
 
 // metricValue reads a counter or gauge.
-func metricValue(c prometheus.Metric) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	if m.Counter != nil {
-		return m.Counter.GetValue()
-	}
-	return m.Gauge.GetValue()
-}
+func metricValue(c metrics.Valuer) float64 { return c.Value() }
 
 var baseTime = time.Date(2024, 1, 2, 10, 30, 0, 0, time.UTC)
 

@@ -39,7 +39,6 @@ import (
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
@@ -78,7 +77,7 @@ type Parser struct {
 	msg  []byte
 	// Truncated, when set, is incremented once per event cut down to the size cap (New sets
 	// metrics.AuditTruncatedEvents).
-	Truncated prometheus.Counter
+	Truncated *metrics.Counter
 }
 
 // New returns a Parser whose events are cut down to maxEventBytes (DefaultMaxEventBytes when

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/skiff-logs/skiff/agent/event"
 	"github.com/skiff-logs/skiff/agent/metrics"
 	"github.com/skiff-logs/skiff/parsers/internal/parsertest"
@@ -142,7 +140,7 @@ func TestTruncate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+			c := new(metrics.Counter)
 			p := New(tt.max)
 			p.Truncated = c
 			var r event.Record
