@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestListWatchOnRealAPIServer: lists and watches decode pods (JSON, into core's slim types)
-// from a real kube-apiserver with what skiff reads of them, the field selector reaches it, a
+// from a real kube-apiserver with what skiff reads of them (and without their managed fields), the field selector reaches it, a
 // status merge patch applies, and a missing object is a NotFound error.
 func TestListWatchOnRealAPIServer(t *testing.T) {
 	c := kubetest.Env(t)
@@ -60,7 +60,7 @@ func TestListWatchOnRealAPIServer(t *testing.T) {
 	if err := client.Create(ctx, "pods", ns, pod, created); err != nil {
 		t.Fatal(err)
 	}
-	if created.UID == "" || created.Spec.Containers[0].Env[0].Value != "b" {
+	if created.UID == "" || created.Spec.Containers[0].Env[0].Value != "b" || len(created.ManagedFields) == 0 {
 		t.Fatalf("created pod %+v", created)
 	}
 	next := func(want watch.EventType) *core.Pod {
@@ -83,7 +83,7 @@ func TestListWatchOnRealAPIServer(t *testing.T) {
 		t.Helper()
 		if p.Name != "p" || p.Namespace != ns || p.UID != created.UID || p.ResourceVersion == "" ||
 			!reflect.DeepEqual(p.Labels, pod.Labels) || !reflect.DeepEqual(p.Annotations, pod.Annotations) ||
-			!reflect.DeepEqual(p.Spec, wantSpec) || !reflect.DeepEqual(p.Status, status) {
+			!reflect.DeepEqual(p.Spec, wantSpec) || !reflect.DeepEqual(p.Status, status) || p.ObjectMeta.ObjectMeta.ManagedFields != nil {
 			t.Errorf("%s: %+v\nwant spec %+v status %+v", what, p, wantSpec, status)
 		}
 	}

@@ -20,11 +20,26 @@ var SchemeGroupVersion = schema.GroupVersion{Version: "v1"}
 // generated code (its init registers every core type), and its Pod decodes, then the cache
 // drops, everything below.
 type Pod struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              PodSpec   `json:"spec,omitzero"`
-	Status            PodStatus `json:"status,omitzero"`
+	metav1.TypeMeta `json:",inline"`
+	ObjectMeta      `json:"metadata,omitzero"`
+	Spec            PodSpec   `json:"spec,omitzero"`
+	Status          PodStatus `json:"status,omitzero"`
 }
+
+// ObjectMeta is an object's metadata without its managed fields (server-side apply's field
+// ownership, often the bulk of the metadata): decoding skips them, so its ManagedFields are
+// always empty.
+type ObjectMeta struct {
+	metav1.ObjectMeta `json:",inline"`
+	// ManagedFields hides metav1.ObjectMeta's from JSON.
+	ManagedFields skipped `json:"managedFields,omitzero"`
+}
+
+// skipped is a JSON value decoding skips (the decoder still scans it) and encoding leaves out.
+type skipped struct{}
+
+// UnmarshalJSON implements json.Unmarshaler: it ignores data.
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
 
 // PodSpec is what skiff reads of a pod's spec.
 type PodSpec struct {
@@ -77,7 +92,7 @@ type PodList struct {
 // DeepCopyInto copies p into out, sharing nothing modifiable with p.
 func (p *Pod) DeepCopyInto(out *Pod) {
 	*out = *p
-	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	p.ObjectMeta.ObjectMeta.DeepCopyInto(&out.ObjectMeta.ObjectMeta)
 	out.Spec.InitContainers = slices.Clone(p.Spec.InitContainers)
 	out.Spec.Containers = slices.Clone(p.Spec.Containers)
 	out.Spec.EphemeralContainers = slices.Clone(p.Spec.EphemeralContainers)
