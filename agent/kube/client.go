@@ -31,7 +31,7 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// Clients makes the clients an Enricher needs from rc: a core/v1 client for pods (protobuf; see
+// Clients makes the clients an Enricher needs from rc: a core/v1 client for pods (slim types, JSON; see
 // package core) and client-go's metadata client for namespaces' metadata only.
 func Clients(rc *rest.Config) (*core.Client, metadata.Interface, error) {
 	rc = rest.CopyConfig(rc)

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -121,8 +120,8 @@ func New(pods core.Pods, meta metadata.Interface, cfg Config) (*Enricher, error)
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = node
 			return pods.Watch(ctx, o)
-		}), &corev1.Pod{}, cache.SharedIndexInformerOptions{ObjectDescription: "pods on node " + cfg.NodeName})
-	nss := meta.Resource(corev1.SchemeGroupVersion.WithResource("namespaces"))
+		}), &core.Pod{}, cache.SharedIndexInformerOptions{ObjectDescription: "pods on node " + cfg.NodeName})
+	nss := meta.Resource(core.SchemeGroupVersion.WithResource("namespaces"))
 	e.nsInf = cache.NewSharedIndexInformerWithOptions(e.listWatch("namespaces", meta,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nss.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nss.Watch(ctx, o) }),
@@ -298,7 +297,7 @@ func pickByName(list []*podState, src *event.Source) *podState {
 }
 
 func (e *Enricher) transformPod(obj any) (any, error) {
-	if p, ok := obj.(*corev1.Pod); ok {
+	if p, ok := obj.(*core.Pod); ok {
 		return e.podInfoOf(p), nil
 	}
 	return obj, nil // a *podInfo already (the transform must be idempotent)

@@ -24,7 +24,8 @@ func TestPodInfoOf(t *testing.T) {
 	p.Status.ContainerStatuses[0].RestartCount = 2
 	p.Status.ContainerStatuses[0].LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ContainerID: "containerd://old", ExitCode: 1, Reason: "Error"}
 	e := &Enricher{cfg: Config{PodAnnotations: []string{"example.com/owner", "missing"}, Dedot: true}}
-	got := e.podInfoOf(p)
+	cp := corePod(t, p)
+	got := e.podInfoOf(cp)
 
 	want := &podInfo{
 		NodeName: testNode, PodIP: "10.0.0.7", ParseJSON: true,
@@ -44,15 +45,15 @@ func TestPodInfoOf(t *testing.T) {
 	if tr, err := e.transformPod(got); err != nil || tr != got {
 		t.Errorf("the transform of a podInfo is not the podInfo itself: %v, %v", tr, err)
 	}
-	if p.ManagedFields == nil || p.Status.Conditions == nil || p.Labels["app.kubernetes.io/name"] == "" {
+	if cp.Annotations["unlisted"] != "x" || cp.Labels["app.kubernetes.io/name"] == "" || cp.Status.ContainerStatuses[0].LastTerminationState.Terminated == nil {
 		t.Error("podInfoOf changed the pod it was given")
 	}
-	p.Annotations[AnnotationExclude] = "true"
-	if !e.podInfoOf(p).Exclude {
+	cp.Annotations[AnnotationExclude] = "true"
+	if !e.podInfoOf(cp).Exclude {
 		t.Error("exclude annotation not seen")
 	}
-	p.Annotations[AnnotationExclude] = "yes"
-	if e.podInfoOf(p).Exclude {
+	cp.Annotations[AnnotationExclude] = "yes"
+	if e.podInfoOf(cp).Exclude {
 		t.Error(`exclude annotation other than "true" taken`)
 	}
 }

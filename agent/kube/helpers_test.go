@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -13,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/skiff-logs/skiff/agent/event"
@@ -53,13 +56,59 @@ type fakeClients struct {
 	meta   *metadatafake.FakeMetadataClient
 }
 
-// pods is the fake's pods of all namespaces, as New takes them. Like the fake clientset it
+// pods is the fake's pods of all namespaces, as New takes them: converted to core's types
+// through their JSON, as the apiserver's answers would decode. Like the fake clientset it
 // declines watch-list semantics, which the fake cannot serve.
 func (fc fakeClients) pods() core.Pods { return fakePods{fc.client.CoreV1().Pods(metav1.NamespaceAll)} }
 
-type fakePods struct{ core.Pods }
+type fakePods struct{ pods typedcorev1.PodInterface }
 
 func (fakePods) IsWatchListSemanticsUnSupported() bool { return true }
+
+func (f fakePods) List(ctx context.Context, opts metav1.ListOptions) (*core.PodList, error) {
+	l, err := f.pods.List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := &core.PodList{}
+	return out, viaJSON(l, out)
+}
+
+func (f fakePods) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	w, err := f.pods.Watch(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
+		if p, ok := ev.Object.(*corev1.Pod); ok {
+			c := &core.Pod{}
+			if err := viaJSON(p, c); err != nil {
+				panic(err) // a corev1.Pod always encodes
+			}
+			ev.Object = c
+		}
+		return ev, true
+	}), nil
+}
+
+// corePod is p as core's client would decode it from the apiserver.
+func corePod(t testing.TB, p *corev1.Pod) *core.Pod {
+	t.Helper()
+	c := &core.Pod{}
+	if err := viaJSON(p, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// viaJSON decodes the JSON of from into to.
+func viaJSON(from, to any) error {
+	b, err := json.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, to)
+}
 
 // newFakeClients makes fake clients holding objs: pods, and namespaces as
 // PartialObjectMetadata.

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"runtime"
@@ -18,8 +19,10 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+	kjson "sigs.k8s.io/json"
 
 	"github.com/skiff-logs/skiff/agent/event"
+	"github.com/skiff-logs/skiff/agent/kube/core"
 	"github.com/skiff-logs/skiff/outputs/document"
 )
 
@@ -78,6 +81,49 @@ func BenchmarkCacheMemory(b *testing.B) {
 				}
 				return func() { runtime.KeepAlive(pods); runtime.KeepAlive(nss) }
 			}), "heap-bytes")
+		}
+	})
+}
+
+// BenchmarkDecodePods decodes a list of memPods realistic pods as the client does when the
+// informer lists them: into core's slim types from JSON (what skiff does), and into k8s.io/api's
+// Pod from JSON and from protobuf (what it did), for comparison. The list's bytes are the
+// apiserver's answer; B/op is what the decoded list allocates before the transform slims it.
+func BenchmarkDecodePods(b *testing.B) {
+	list := &corev1.PodList{}
+	for _, o := range memObjects() {
+		if p, ok := o.(*corev1.Pod); ok {
+			list.Items = append(list.Items, *p)
+		}
+	}
+	js, err := json.Marshal(list)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pb, err := list.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	decode := func(data []byte, into func() any) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if err := kjson.UnmarshalCaseSensitivePreserveInts(data, into()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.Run("core-json", decode(js, func() any { return &core.PodList{} }))
+	b.Run("corev1-json", decode(js, func() any { return &corev1.PodList{} }))
+	b.Run("corev1-protobuf", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pb)))
+		for b.Loop() {
+			if err := (&corev1.PodList{}).Unmarshal(pb); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }

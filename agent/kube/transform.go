@@ -3,10 +3,11 @@ package kube
 import (
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/skiff-logs/skiff/agent/kube/core"
 )
 
 // Annotations skiff acts on, on a pod or (exclude only) its namespace.
@@ -18,7 +19,7 @@ const (
 )
 
 // podInfo is what the pod informer stores of a pod: the informer's transform turns each
-// *corev1.Pod into one, so that the store holds a few hundred bytes per pod instead of the
+// *core.Pod into one, so that the store holds a few hundred bytes per pod instead of the
 // whole object (managed fields, env, volumes, probes, conditions, … and the many empty fields
 // of the API types). It is never modified once made.
 type podInfo struct {
@@ -54,7 +55,7 @@ func (p *podInfo) DeepCopyObject() runtime.Object {
 
 // podInfoOf makes the podInfo of p. Labels and allowlisted annotations get their document keys
 // (de-dotted when configured).
-func (e *Enricher) podInfoOf(p *corev1.Pod) *podInfo {
+func (e *Enricher) podInfoOf(p *core.Pod) *podInfo {
 	s := &podInfo{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
@@ -83,7 +84,7 @@ func (e *Enricher) podInfoOf(p *corev1.Pod) *podInfo {
 	for _, c := range p.Spec.EphemeralContainers {
 		s.Containers = append(s.Containers, containerInfo{Name: c.Name, Image: c.Image})
 	}
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+	for _, list := range [][]core.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
 		for _, st := range list {
 			c := s.container(st.Name)
 			if c == nil {

@@ -8,16 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/skiff-logs/skiff/agent/kube"
 	"github.com/skiff-logs/skiff/agent/kube/core"
@@ -77,7 +73,7 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 	nsNames := make([]string, namespaces)
 	err = parallel(namespaces, func(j int) error {
 		nsNames[j] = fmt.Sprintf("skiff-bench-%03d", j)
-		_, err := kubeobj.CreateNamespace(ctx, client, nsNames[j], benchNamespaceLabels(j))
+		err := kubeobj.CreateNamespace(ctx, client, nsNames[j], benchNamespaceLabels(j), nil)
 		if apierrors.IsAlreadyExists(err) {
 			return nil // from an earlier run, with its default ServiceAccount
 		}
@@ -89,9 +85,9 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 	containers := make([]loggen.Container, pods*perPod)
 	err = parallel(pods, func(i int) error {
 		want := withSidecars(benchPod(i, nsNames[i%namespaces]), perPod-1)
-		p, err := kubeobj.CreatePod(ctx, client, want.Namespace, want)
+		p := &core.Pod{}
+		err := kubeobj.CreatePod(ctx, client, want.Namespace, want, p)
 		if apierrors.IsAlreadyExists(err) {
-			p = &corev1.Pod{}
 			err = client.Get(ctx, "pods", want.Namespace, want.Name, p)
 		}
 		if err != nil {
@@ -103,7 +99,7 @@ func setupKubeBench(ctx context.Context, kubeDir, inputDir, workDir string, pods
 		if len(p.Spec.Containers) != perPod {
 			return fmt.Errorf("pod %s/%s exists with %d containers, not %d: use a fresh kube-apiserver", p.Namespace, p.Name, len(p.Spec.Containers), perPod)
 		}
-		if _, err := kubeobj.SetRunning(ctx, client, p, fmt.Sprintf("10.244.%d.%d", i/250, i%250+2)); err != nil {
+		if err := kubeobj.SetRunning(ctx, client, p, fmt.Sprintf("10.244.%d.%d", i/250, i%250+2), nil); err != nil {
 			return err
 		}
 		for k, c := range p.Spec.Containers {
@@ -200,20 +196,6 @@ func parallel(n int, f func(int) error) error {
 	return errors.Join(errs...)
 }
 
-// withSidecars adds n sidecar containers (sidecar-1 …) to p's spec and returns p.
-func withSidecars(p *corev1.Pod, n int) *corev1.Pod {
-	app := p.Spec.Containers[0]
-	for k := 1; k <= n; k++ {
-		c := app
-		c.Name = fmt.Sprintf("sidecar-%d", k)
-		c.Image = "registry.example.com/mesh/proxy:1.22.0"
-		c.Ports = nil
-		c.LivenessProbe, c.ReadinessProbe = nil, nil
-		p.Spec.Containers = append(p.Spec.Containers, c)
-	}
-	return p
-}
-
 // benchNamespaceLabels are namespace j's labels (the apiserver adds kubernetes.io/metadata.name).
 func benchNamespaceLabels(j int) map[string]string {
 	envs := []string{"production", "staging", "development"}
@@ -223,62 +205,6 @@ func benchNamespaceLabels(j int) map[string]string {
 		"istio-injection":              "enabled",
 		"cost-center":                  fmt.Sprintf("cc-%04d", 1000+j%23),
 		"app.kubernetes.io/managed-by": "argocd",
-	}
-}
-
-// benchPod is pod i of a Deployment's ReplicaSet in namespace ns, on benchNode, with one
-// container and the labels, annotations and spec size of a typical Helm-deployed service.
-func benchPod(i int, ns string) *corev1.Pod {
-	app := fmt.Sprintf("svc-%02d", i%40)
-	const hash = "7d4b9c6f8"
-	image := "registry.example.com/shop/" + app + ":1.4.2"
-	env := make([]corev1.EnvVar, 12)
-	for k := range env {
-		env[k] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_NUMBER_%d", k), Value: fmt.Sprintf("value-of-setting-%d-for-%s", k, app)}
-	}
-	probe := &corev1.Probe{
-		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
-		PeriodSeconds: 10, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
-	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%s-x%04d", app, hash, i), Namespace: ns, GenerateName: app + "-" + hash + "-",
-			Labels: map[string]string{
-				"app": app, "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app + "-prod",
-				"app.kubernetes.io/version": "1.4.2", "app.kubernetes.io/component": "server",
-				"app.kubernetes.io/part-of": "shop", "app.kubernetes.io/managed-by": "Helm", "pod-template-hash": hash,
-			},
-			Annotations: map[string]string{
-				"kubectl.kubernetes.io/restartedAt":              "2026-11-27T10:04:05Z",
-				"kubectl.kubernetes.io/default-container":        "app",
-				"prometheus.io/scrape":                           "true",
-				"prometheus.io/port":                             "9090",
-				"prometheus.io/path":                             "/metrics",
-				"checksum/config":                                strings.Repeat("0f", 32),
-				"checksum/secret":                                strings.Repeat("a5", 32),
-				"cluster-autoscaler.kubernetes.io/safe-to-evict": "true",
-			},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: app + "-" + hash,
-				UID: "0b6d1c3e-58a4-4c1e-9d0b-5b1c2d3e4f50", Controller: new(true), BlockOwnerDeletion: new(true)}},
-		},
-		Spec: corev1.PodSpec{
-			NodeName: benchNode,
-			Containers: []corev1.Container{{
-				Name: "app", Image: image, Args: []string{"--config=/etc/app/config.yaml", "--log-format=json"}, Env: env,
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-					{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP}},
-				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-				},
-				LivenessProbe: probe, ReadinessProbe: probe,
-				VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app", ReadOnly: true}},
-				ImagePullPolicy: corev1.PullIfNotPresent,
-			}},
-			Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
-				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: app + "-config"}}}}},
-			TerminationGracePeriodSeconds: new(int64(30)),
-		},
 	}
 }
 

@@ -3,17 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	kjson "sigs.k8s.io/json"
 
 	"github.com/skiff-logs/skiff/internal/kubetest"
 )
@@ -142,5 +147,55 @@ func TestWithSidecars(t *testing.T) {
 	}
 	if want := []string{"app", "sidecar-1", "sidecar-2"}; !slices.Equal(names, want) {
 		t.Errorf("containers %v, want %v", names, want)
+	}
+}
+
+// TestBenchPodJSON: the benchmark's pods, sidecars included, are valid core/v1 Pod JSON (no
+// field core/v1 lacks, names matched case-sensitively) and as fat as meant: what the cache is
+// to trim is there.
+func TestBenchPodJSON(t *testing.T) {
+	b, err := json.Marshal(withSidecars(benchPod(3, "ns-1"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	strict, err := kjson.UnmarshalStrict(b, &p)
+	if err != nil || len(strict) > 0 {
+		t.Fatalf("decode as core/v1 Pod: %v %v\n%s", err, strict, b)
+	}
+	if p.Namespace != "ns-1" || p.Name != "svc-03-7d4b9c6f8-x0003" || p.Spec.NodeName != benchNode || len(p.OwnerReferences) != 1 ||
+		len(p.Labels) != 8 || len(p.Annotations) != 8 || len(p.Spec.Containers) != 2 || len(p.Spec.Volumes) != 1 ||
+		p.Spec.Volumes[0].ConfigMap == nil || p.Spec.Volumes[0].ConfigMap.Name != "svc-03-config" {
+		t.Fatalf("pod %+v", p)
+	}
+	app, sidecar := p.Spec.Containers[0], p.Spec.Containers[1]
+	if app.Name != "app" || len(app.Env) != 12 || len(app.Ports) != 2 || app.LivenessProbe == nil || app.ReadinessProbe == nil ||
+		app.LivenessProbe.HTTPGet == nil || app.LivenessProbe.HTTPGet.Port.String() != "http" ||
+		app.Resources.Requests.Cpu().String() != "100m" || app.Resources.Limits.Memory().String() != "256Mi" ||
+		len(app.VolumeMounts) != 1 || app.ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("container app %+v", app)
+	}
+	if sidecar.Name != "sidecar-1" || len(sidecar.Env) != 12 || sidecar.Ports != nil || sidecar.LivenessProbe != nil {
+		t.Errorf("container sidecar-1 %+v", sidecar)
+	}
+}
+
+// TestNoKubernetesAPITypes: skiff's binary links no k8s.io/api package. k8s.io/api/core/v1 alone
+// is ~1.75 MB of code and read-only data, resident on every node; agent/kube/core has the few
+// types skiff reads (tests may use k8s.io/api).
+func TestNoKubernetesAPITypes(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	var deps int
+	for line := range strings.Lines(string(out)) {
+		deps++
+		if strings.HasPrefix(line, "k8s.io/api/") {
+			t.Errorf("skiff links %s", strings.TrimSpace(line))
+		}
+	}
+	if deps < 100 {
+		t.Fatalf("go list -deps listed %d packages, too few to be skiff's:\n%s", deps, out)
 	}
 }

@@ -315,8 +315,8 @@ func ctx(tb testing.TB) context.Context {
 // namespace is never deleted (it could not finish terminating); name must be fresh: UniqueName.
 func (c *Cluster) CreateNamespace(tb testing.TB, name string, labels map[string]string) *corev1.Namespace {
 	tb.Helper()
-	ns, err := kubeobj.CreateNamespace(ctx(tb), c.Core, name, labels)
-	if err != nil {
+	ns := &corev1.Namespace{}
+	if err := kubeobj.CreateNamespace(ctx(tb), c.Core, name, labels, ns); err != nil {
 		tb.Fatal(err)
 	}
 	return ns
@@ -333,13 +333,13 @@ func (c *Cluster) ensureServiceAccount(tb testing.TB, ns, name string) {
 // containers need a name and an image; nothing pulls or runs them.
 func (c *Cluster) CreatePod(tb testing.TB, ns string, pod *corev1.Pod) *corev1.Pod {
 	tb.Helper()
-	p := pod
+	p := pod.DeepCopy()
+	p.Namespace = ns
 	if p.Spec.NodeName == "" {
-		p = pod.DeepCopy()
 		p.Spec.NodeName = NodeName
 	}
-	created, err := kubeobj.CreatePod(ctx(tb), c.Core, ns, p)
-	if err != nil {
+	created := &corev1.Pod{}
+	if err := kubeobj.CreatePod(ctx(tb), c.Core, ns, p, created); err != nil {
 		tb.Fatal(err)
 	}
 	return created
@@ -354,8 +354,8 @@ func ContainerID(ns, pod, container string) string { return kubeobj.ContainerID(
 // "containerd://"+ContainerID(ns, name, container). It returns the updated pod.
 func (c *Cluster) MarkPodRunning(tb testing.TB, ns, name, ip string) *corev1.Pod {
 	tb.Helper()
-	updated, err := kubeobj.MarkPodRunning(ctx(tb), c.Core, ns, name, ip)
-	if err != nil {
+	updated := &corev1.Pod{}
+	if err := kubeobj.MarkPodRunning(ctx(tb), c.Core, ns, name, ip, updated); err != nil {
 		tb.Fatal(err)
 	}
 	return updated
