@@ -40,7 +40,7 @@ type Tracker struct {
 	closed     bool
 	gauge      *pathGauge
 	release    func()
-	charges    map[*event.Ack]int64 // NewAckCharged amounts, until each ack completes
+	charges    map[*event.Ack]held // what NewAckCharged's acks hold, until each completes
 	uncharge   func(n int64)
 }
 
@@ -88,17 +88,25 @@ func (t *Tracker) NewAck(end int64) *event.Ack {
 // Ack completes (delivered or failed). Call it once, before NewAckCharged.
 func (t *Tracker) SetUncharge(f func(n int64)) { t.uncharge = f }
 
-// NewAckCharged is NewAck for a chunk that holds n bytes of a budget: when the Ack's last
-// reference is released, whatever its status, n is passed to the SetUncharge function (on
-// the releasing goroutine, without the tracker's lock held).
-func (t *Tracker) NewAckCharged(end, n int64) *event.Ack {
+// held is what a chunk holds until its Ack completes.
+type held struct {
+	n    int64
+	free func()
+}
+
+// NewAckCharged is NewAck for a chunk that holds n bytes of a budget and memory that free
+// gives back (either may be zero): when the Ack's last reference is released, whatever its
+// status, free is called, then n is passed to the SetUncharge function (on the releasing
+// goroutine, without the tracker's lock held). Every holder of the Ack has then let go of the
+// chunk's records (event.Record's contract), so free may reuse their memory.
+func (t *Tracker) NewAckCharged(end, n int64, free func()) *event.Ack {
 	a := t.NewAck(end)
-	if n > 0 {
+	if n > 0 || free != nil {
 		t.mu.Lock()
 		if t.charges == nil {
-			t.charges = make(map[*event.Ack]int64)
+			t.charges = make(map[*event.Ack]held)
 		}
-		t.charges[a] = n
+		t.charges[a] = held{n, free}
 		t.mu.Unlock()
 	}
 	return a
@@ -107,10 +115,15 @@ func (t *Tracker) NewAckCharged(end, n int64) *event.Ack {
 // done runs when an Ack's last reference is released.
 func (t *Tracker) done(a *event.Ack) {
 	t.mu.Lock()
-	if n, ok := t.charges[a]; ok {
+	if h, ok := t.charges[a]; ok {
 		delete(t.charges, a)
 		t.mu.Unlock()
-		t.uncharge(n)
+		if h.free != nil {
+			h.free()
+		}
+		if h.n > 0 {
+			t.uncharge(h.n)
+		}
 		t.mu.Lock()
 	}
 	defer t.mu.Unlock()

@@ -26,6 +26,9 @@ import (
 type Budget struct {
 	chunks  semaphore
 	readers semaphore
+	// mem keeps the memory of acknowledged chunks for the readers' next chunks, up to the
+	// chunks half.
+	mem recycler
 }
 
 // NewBudget returns a budget of limit bytes, split evenly between chunks and readers.
@@ -36,6 +39,7 @@ func NewBudget(limit int64) *Budget {
 	b := &Budget{}
 	b.readers.init(b, limit/2)
 	b.chunks.init(b, limit-limit/2)
+	b.mem.limit = b.chunks.limit
 	return b
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -89,7 +88,8 @@ type reader struct {
 	now        time.Time // time of the current step: the read time of parse errors
 
 	recs       []event.Record // the chunk being filled
-	arena      []byte         // its messages; earlier chunks may share the backing array
+	arena      []byte         // the block its messages go to now
+	blocks     [][]byte       // every block of its messages (arena the last): freed with it
 	arenaBytes int            // message bytes in the current chunk
 	msgMean    int64          // mean message length of the last chunk: sizes the next (growRecs)
 	lineEnd    int64          // file offset after the last line consumed
@@ -418,9 +418,8 @@ func (r *reader) readToEOF(ctx context.Context, handle handleFunc) error {
 		return err
 	}
 	if r.start == r.end && !r.discarding {
-		// Idle: hold no memory. Records in flight keep their arena alive on their own.
+		// Idle: hold no read buffer. (The chunk, flushed, took its blocks.)
 		r.releaseBuf()
-		r.arena = nil
 	}
 	return nil
 }
@@ -575,8 +574,15 @@ func (r *reader) growRecs() {
 		lines += (r.size - r.off) / max(lineMean, 1)
 	}
 	want := n + int(min(rest, lines)) + 1
-	want = min(want, r.t.cfg.ChunkRecords)
-	r.recs = slices.Grow(r.recs, max(want-n, 1))
+	want = min(max(want, n+1), r.t.cfg.ChunkRecords)
+	if n > 0 && want < 2*n {
+		want = min(2*n, r.t.cfg.ChunkRecords)
+	}
+	old := r.recs
+	r.recs = append(r.t.mem.records(want), old...)
+	if old != nil {
+		r.t.mem.free(nil, old)
+	}
 }
 
 var newline = []byte{'\n'}
@@ -585,22 +591,19 @@ var newline = []byte{'\n'}
 func (r *reader) charge() int64 { return int64(r.arenaBytes) + int64(len(r.recs))*recordSize }
 
 // reserve makes room for n more bytes in the arena. A new block is sized for what the buffer
-// still holds, so one block usually serves a whole read.
+// still holds, as far as the chunk can still take it, so one block usually serves a whole
+// chunk; the block belongs to the chunk (freed with it).
 func (r *reader) reserve(n int) {
 	if cap(r.arena)-len(r.arena) >= n {
 		return
 	}
-	size := r.end - r.start
-	if int64(size) > r.t.chunkBytes {
-		size = int(r.t.chunkBytes)
+	size := int64(r.end - r.start)
+	if left := r.t.chunkBytes - r.charge(); size > left {
+		size = left
 	}
-	if size < n {
-		size = n
-	}
-	if size < 512 {
-		size = 512
-	}
-	r.arena = make([]byte, 0, size)
+	size = max(size, int64(n), 512)
+	r.arena = r.t.mem.block(int(size))
+	r.blocks = append(r.blocks, r.arena)
 }
 
 // keep copies a message into the arena; the result cannot be appended to in place.
@@ -673,9 +676,9 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 		if err != nil {
 			return err
 		}
-		ack = g.tracker.NewAckCharged(end, n)
+		ack = g.tracker.NewAckCharged(end, n, r.freeChunk())
 	} else {
-		ack = g.tracker.NewAck(end)
+		ack = g.tracker.NewAckCharged(end, 0, r.freeChunk())
 	}
 	g.acked = end
 	for i := range r.recs {
@@ -683,7 +686,7 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 	}
 	r.msgMean = int64(r.arenaBytes) / int64(len(r.recs))
 	c := &event.Chunk{Records: r.recs, Ack: ack}
-	r.recs = nil
+	r.recs, r.arena, r.blocks = nil, nil, nil
 	r.arenaBytes = 0
 	if err := handle(ctx, c); err != nil {
 		ack.Release(1, event.Failed)
@@ -691,6 +694,13 @@ func (r *reader) flush(ctx context.Context, handle handleFunc) error {
 	}
 	ack.Release(1, event.Delivered)
 	return nil
+}
+
+// freeChunk returns what gives the open chunk's memory (its message blocks and records) back
+// to the recycler once its Ack completes.
+func (r *reader) freeChunk() func() {
+	mem, blocks, recs := r.t.mem, r.blocks, r.recs
+	return func() { mem.free(blocks, recs) }
 }
 
 // countChunk adds the chunk's counts to the input metrics.

@@ -119,6 +119,7 @@ type Tailer struct {
 	// chunkBytes closes a chunk when its charge (messages and records) reaches it.
 	chunkBytes int64
 	bufs       sync.Pool // *[]byte of ReadBufferBytes
+	mem        *recycler // the Budget's, else the Tailer's own (unbudgeted chunk memory)
 	ran        atomic.Bool
 
 	scanReq chan struct{}
@@ -226,6 +227,10 @@ func New(cfg Config) (*Tailer, error) {
 		retired:  make(map[positions.Key]retiredFile),
 		failed:   make(map[string]bool),
 	}
+	t.mem = &recycler{limit: unbudgetedRecycled}
+	if cfg.Budget != nil {
+		t.mem = &cfg.Budget.mem
+	}
 	size := cfg.ReadBufferBytes
 	t.bufs.New = func() any {
 		b := make([]byte, size)
@@ -311,6 +316,10 @@ loop:
 	}
 	return nil
 }
+
+// unbudgetedRecycled is what a Tailer without a Budget keeps of its acknowledged chunks'
+// memory for reuse.
+const unbudgetedRecycled = 4 << 20
 
 // readWorkers is the number of workers that run the readers' turns: enough to keep every core
 // busy while some wait for budget or for a slow handle, few enough that their stacks (grown deep
