@@ -1,20 +1,24 @@
 package agent
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"time"
 
 	"github.com/skiff-logs/skiff/agent/config"
 )
 
-// memoryOverhead is what a running agent holds besides memory_limit's chunks and reader
-// working sets, plus room for the garbage collector. Measured with 1,000 tailed files and 500
-// pods (docs/performance.md): ~24 MiB of per-file state, goroutine stacks, the Kubernetes
-// metadata cache, the Elasticsearch request bodies and the Go runtime's own metadata. With
-// less room the collector runs back to back: at the same soft limit, a smaller memory_limit
-// gave more records per CPU-second, not fewer.
-const memoryOverhead = 32 << 20
+// memoryOverhead is what a running agent holds besides memory_limit's chunks, reader working
+// sets and recycled chunk memory, plus room for the garbage collector. Measured with 1,000
+// tailed files and 500 pods (docs/performance.md): ~19 MiB of per-file state, goroutine
+// stacks, the Kubernetes metadata cache, the Elasticsearch request bodies and the Go runtime's
+// own metadata, and a few MiB for garbage (reading recycles its memory, so little is made).
+// Where an agent holds more (thousands of files, a larger metadata cache), FollowLiveHeap
+// raises the limit before the collector would run back to back.
+const memoryOverhead = 22 << 20
 
 // defaultESWorkers is outputs/elasticsearch.DefaultWorkers, the workers of an elasticsearch
 // output whose configuration leaves them at 0 (agent does not import the outputs).
@@ -47,7 +51,7 @@ func MemoryLimit(cfg *config.Config) config.ByteSize {
 
 // SoftMemoryLimit is the Go runtime soft memory limit derived from memory_limit: twice the
 // budget (what the budget counts is the bytes of messages and records, not the capacity of the
-// blocks holding them) plus memoryOverhead; 40 MiB for the default memory_limit.
+// blocks holding them) plus memoryOverhead; 30 MiB for the default memory_limit.
 // Past it the garbage collector runs more often instead of letting the heap grow to twice its
 // live size.
 func SoftMemoryLimit(memoryLimit config.ByteSize) int64 {
@@ -69,4 +73,47 @@ func ApplyMemoryLimit(cfg *config.Config, log *slog.Logger) int64 {
 	log.Info("go runtime soft memory limit set from memory_limit (GOMEMLIMIT overrides it)",
 		"memory_limit", int64(budget), "gomemlimit", limit)
 	return limit
+}
+
+// FollowLiveHeap keeps the soft memory limit at base, or above it by as much as the live heap
+// needs, until ctx ends: every interval it sets the limit to limitFor(base, ...) of the runtime's
+// current figures. A fixed limit that the live heap approaches makes the collector run back to
+// back (up to half the CPU); following it, the agent spends memory instead.
+func FollowLiveHeap(ctx context.Context, base int64, every time.Duration) {
+	samples := []rtmetrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	set := base
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rtmetrics.Read(samples)
+		u := func(i int) int64 { return int64(samples[i].Value.Uint64()) }
+		live := u(0)
+		nonHeap := u(1) - u(2) - u(3) - u(4) - u(5)
+		if l := limitFor(base, live, nonHeap); l != set {
+			debug.SetMemoryLimit(l)
+			set = l
+		}
+	}
+}
+
+// minHeadroom is the least room limitFor leaves the collector above the live heap.
+const minHeadroom = 4 << 20
+
+// limitFor is the soft limit for a live heap of live bytes and nonHeap bytes of stacks and
+// runtime metadata: base, or what they take plus half the live heap (at least minHeadroom) for
+// garbage, whichever is more.
+func limitFor(base, live, nonHeap int64) int64 {
+	return max(base, nonHeap+live+max(live/2, minHeadroom))
 }

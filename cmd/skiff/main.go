@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/skiff-logs/skiff/agent"
 	"github.com/skiff-logs/skiff/agent/config"
@@ -155,7 +156,9 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, started
 	if err != nil {
 		return err
 	}
-	agent.ApplyMemoryLimit(cfg, log)
+	if limit := agent.ApplyMemoryLimit(cfg, log); limit > 0 {
+		go agent.FollowLiveHeap(ctx, limit, 5*time.Second)
+	}
 	if started != nil {
 		started(a)
 	}
