@@ -32,13 +32,11 @@ const (
 	startInitial
 )
 
-// reader reads one file (one inode). Its own goroutine only waits (for a wake, then for a
-// worker to run its turn): the reading, parsing and handing on happen on one of the Tailer's few
-// workers, so that a thousand quiet files hold a thousand minimal stacks, not a thousand stacks
-// grown deep in parsing and routing. The fields after "goroutine-local" are touched by one
-// goroutine at a time (the reader's, or the worker running its turn); the scanner talks to it
-// through wake, gone and readOff, and waits for drained (closed once the file, no longer at its
-// path, was read to its end).
+// reader reads one file (one inode). It has no goroutine of its own: poke queues a turn, and one
+// of the Tailer's few workers runs it (turns.go), so that a thousand quiet files hold no stacks
+// at all. The fields after "goroutine-local" are touched by the worker running the reader's turn
+// (one at a time); the scanner talks to it through poke, gone and readOff, and waits for drained
+// (closed once the file, no longer at its path, was read to its end).
 type reader struct {
 	t      *Tailer
 	f      *os.File
@@ -50,10 +48,9 @@ type reader struct {
 	mode   startMode
 	after  <-chan struct{} // read nothing before it closes (the previous file of path drained)
 
-	wake    chan struct{}
-	ran     chan struct{} // a worker finished the reader's turn (activate)
-	gone    atomic.Bool   // path no longer leads to this file
-	readOff atomic.Int64  // file offset read up to, for the scanner's size check
+	turn    atomic.Int32 // turnIdle, turnQueued, ... (turns.go)
+	gone    atomic.Bool  // path no longer leads to this file
+	readOff atomic.Int64 // file offset read up to, for the scanner's size check
 	drained chan struct{}
 	// idFP is the fingerprint of the current generation once begun (0 before): the scanner
 	// matches the compressed copy of a file against the reader that already reads it.
@@ -62,8 +59,7 @@ type reader struct {
 	// offsets); it is complete, so it is read once to its end.
 	isGz bool
 
-	// goroutine-local: the reader's goroutine, or the worker running its turn while the
-	// goroutine waits for it
+	// goroutine-local: the worker running the reader's turn
 	done     bool  // outcome of the last turn: the file is done
 	err      error // ... or reading it failed
 	desc     event.Source
@@ -118,8 +114,6 @@ func newReader(t *Tailer, f *os.File, path, name, target, origin string, k posit
 		t: t, f: f, key: k,
 		path: path, name: name, target: target, origin: origin,
 		mode: mode, after: after,
-		wake:    make(chan struct{}, 1),
-		ran:     make(chan struct{}, 1),
 		drained: make(chan struct{}),
 		isGz:    isGz(name),
 	}
@@ -144,48 +138,6 @@ func (r *reader) logger() *slog.Logger {
 	return r.t.log.With("path", r.path)
 }
 
-// poke wakes the reader without blocking; wakes coalesce.
-func (r *reader) poke() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (r *reader) run(ctx context.Context, handle handleFunc) {
-	defer r.t.wg.Done()
-	retire := false
-	defer func() { r.close(retire) }()
-	if r.after != nil {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.after:
-		}
-	}
-	for {
-		if !r.t.work(ctx, r) {
-			return
-		}
-		done, err := r.done, r.err
-		if done && err == nil {
-			retire = r.g != nil
-			return
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				r.logger().Error("closing file after an error; the next scan reopens it from its saved position", "err", err)
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		}
-	}
-}
-
 func (r *reader) close(retire bool) {
 	var fp uint64
 	if r.g != nil {
@@ -204,9 +156,9 @@ func (r *reader) close(retire bool) {
 	r.t.finish(r, retire, fp)
 }
 
-// activate is one turn of the reader, run by a worker of the Tailer (see Tailer.work): it reads
-// what the file has now and decides whether the file is done. The outcome is left in r.done and
-// r.err for the reader's goroutine.
+// activate is one turn of the reader, run by a worker of the Tailer (turns.go): it reads what
+// the file has now and decides whether the file is done. The outcome is left in r.done and
+// r.err.
 func (r *reader) activate(ctx context.Context, handle handleFunc) {
 	r.done, r.err = false, r.step(ctx, handle)
 	if r.err == nil {

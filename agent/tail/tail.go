@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -123,16 +122,16 @@ type Tailer struct {
 	ran        atomic.Bool
 
 	scanReq chan struct{}
-	wg      sync.WaitGroup // the readers' goroutines
-	// turns hands a reader's turn to a worker (Tailer.work); workers counts those running.
-	turns   chan *reader
-	workers sync.WaitGroup
+	turns   turnQueue
+	workers sync.WaitGroup // the workers running the readers' turns
+	waiters sync.WaitGroup // goroutines waiting for a reader's predecessor to drain
 	watcher *fsnotify.Watcher
 
 	mu       sync.Mutex
 	readers  map[positions.Key]*reader
-	byPath   map[string]*reader // the reader of the file each discovered path leads to now
-	byTarget map[string]*reader // the reader of each resolved file path, for fsnotify events
+	live     map[*reader]struct{} // every reader not closed yet (closeAll)
+	byPath   map[string]*reader   // the reader of the file each discovered path leads to now
+	byTarget map[string]*reader   // the reader of each resolved file path, for fsnotify events
 	retired  map[positions.Key]retiredFile
 	failed   map[string]bool // paths whose open failed, logged once
 	// The watches are brought up to date when readers come or go, and every tenth scan (a
@@ -220,8 +219,8 @@ func New(cfg Config) (*Tailer, error) {
 			open:        metrics.FilesOpen.WithLabelValues(in),
 		},
 		scanReq:  make(chan struct{}, 1),
-		turns:    make(chan *reader),
 		readers:  make(map[positions.Key]*reader),
+		live:     make(map[*reader]struct{}),
 		byPath:   make(map[string]*reader),
 		byTarget: make(map[string]*reader),
 		retired:  make(map[positions.Key]retiredFile),
@@ -266,6 +265,7 @@ func (t *Tailer) Run(ctx context.Context, handle func(ctx context.Context, c *ev
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	defer pause.Stop()
+	t.turns.ready = make(chan struct{}, readWorkers())
 	for range readWorkers() {
 		t.workers.Add(1)
 		go t.worker(ctx, handle)
@@ -309,8 +309,9 @@ loop:
 			t.log.Warn("file notifications failed; the periodic scan goes on", "err", err)
 		}
 	}
-	t.wg.Wait()
 	t.workers.Wait()
+	t.waiters.Wait()
+	t.closeAll()
 	if w != nil {
 		_ = w.Close()
 	}
@@ -320,39 +321,6 @@ loop:
 // unbudgetedRecycled is what a Tailer without a Budget keeps of its acknowledged chunks'
 // memory for reuse.
 const unbudgetedRecycled = 4 << 20
-
-// readWorkers is the number of workers that run the readers' turns: enough to keep every core
-// busy while some wait for budget or for a slow handle, few enough that their stacks (grown deep
-// in parsing, enrichment and routing) cost nothing worth counting. The Budget bounds how many
-// read at once in any case.
-func readWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
-
-// worker runs readers' turns until ctx ends.
-func (t *Tailer) worker(ctx context.Context, handle handleFunc) {
-	defer t.workers.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case r := <-t.turns:
-			r.activate(ctx, handle)
-			r.ran <- struct{}{}
-		}
-	}
-}
-
-// work runs r's turn on a worker and waits for it; it reports false, having run nothing, when
-// ctx ended first. A worker that took the turn always finishes it (a turn ends soon once ctx
-// has ended), so r's fields are never touched by two goroutines at once.
-func (t *Tailer) work(ctx context.Context, r *reader) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case t.turns <- r:
-	}
-	<-r.ran
-	return true
-}
 
 // takeEvents handles the events waiting at the end of a pause and reports whether there were
 // any (then another pause follows). Waking a reader per write of a file written line by line
@@ -554,6 +522,7 @@ func (t *Tailer) start(ctx context.Context, handle handleFunc, path, name, origi
 	r := newReader(t, f, path, name, target, origin, k, mode, after)
 	r.gone.Store(gone)
 	t.readers[k] = r
+	t.live[r] = struct{}{}
 	if !gone {
 		t.byPath[path] = r
 	}
@@ -565,8 +534,7 @@ func (t *Tailer) start(ctx context.Context, handle handleFunc, path, name, origi
 		}
 	}
 	t.m.open.Inc()
-	t.wg.Add(1)
-	go r.run(ctx, handle)
+	t.launch(ctx, r)
 	return r
 }
 
@@ -574,6 +542,7 @@ func (t *Tailer) start(ctx context.Context, handle handleFunc, path, name, origi
 func (t *Tailer) finish(r *reader, retire bool, fp uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.live, r)
 	if t.readers[r.key] == r {
 		delete(t.readers, r.key)
 	}

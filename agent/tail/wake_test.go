@@ -16,17 +16,12 @@ import (
 // once: each named reader is woken (once, however many events name it), a creation asks for a
 // scan, and an empty queue ends the pauses.
 func TestTakeEvents(t *testing.T) {
-	newR := func() *reader { return &reader{wake: make(chan struct{}, 1)} }
-	woken := func(r *reader) bool {
-		select {
-		case <-r.wake:
-			return true
-		default:
-			return false
-		}
-	}
-	readers := []*reader{newR(), newR(), newR()}
 	tl := &Tailer{byTarget: make(map[string]*reader), scanReq: make(chan struct{}, 1)}
+	tl.turns.ready = make(chan struct{}, 4)
+	newR := func() *reader { return &reader{t: tl} }
+	// woken reports whether r was queued for a turn, and makes it idle again.
+	woken := func(r *reader) bool { return r.turn.CompareAndSwap(turnQueued, turnIdle) }
+	readers := []*reader{newR(), newR(), newR()}
 	for i, r := range readers {
 		tl.byTarget[fmt.Sprintf("/logs/%d.log", i)] = r
 	}
@@ -61,9 +56,18 @@ func TestTakeEvents(t *testing.T) {
 		if len(ch) != 0 {
 			t.Errorf("%s: %d events left waiting", tt.name, len(ch))
 		}
+		var queued []*reader
+		for _, r := range tl.turns.q {
+			queued = append(queued, r)
+		}
+		tl.turns.q = nil
 		for i, r := range readers {
-			if got := woken(r); got != tt.woken[i] {
+			got := woken(r)
+			if got != tt.woken[i] {
 				t.Errorf("%s: reader %d woken = %v, want %v", tt.name, i, got, tt.woken[i])
+			}
+			if n := countOf(queued, r); got && n != 1 {
+				t.Errorf("%s: reader %d queued %d times, want once", tt.name, i, n)
 			}
 		}
 		scan := len(tl.scanReq) > 0
@@ -74,6 +78,15 @@ func TestTakeEvents(t *testing.T) {
 			t.Errorf("%s: scan requested = %v, want %v", tt.name, scan, tt.scan)
 		}
 	}
+}
+
+func countOf(rs []*reader, r *reader) (n int) {
+	for _, x := range rs {
+		if x == r {
+			n++
+		}
+	}
+	return n
 }
 
 // TestQuietFileAmongBusyOnes: with the scan out of the way, a line written to a quiet file just
