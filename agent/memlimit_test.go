@@ -23,8 +23,8 @@ func TestApplyMemoryLimit(t *testing.T) {
 		env         string
 		want        int64 // what ApplyMemoryLimit returns and the runtime then holds (0: unchanged)
 	}{
-		{"default budget", config.DefaultMemoryLimit, "", 2*config.DefaultMemoryLimit + 22<<20},
-		{"larger budget", 256 << 20, "", 534 << 20},
+		{"default budget", config.DefaultMemoryLimit, "", 2*config.DefaultMemoryLimit + 20<<20},
+		{"larger budget", 256 << 20, "", 532 << 20},
 		{"GOMEMLIMIT set wins", 256 << 20, "100MiB", 0},
 		{"budget off", 0, "", 0},
 	}

@@ -242,7 +242,7 @@ const (
 	DefaultDeletedPodGrace   = 5 * time.Minute
 	DefaultJSONKey           = "json"
 	DefaultKubeSyncTimeout   = 10 * time.Second
-	DefaultMemoryLimit       = 4 << 20 // the floor for 2 Elasticsearch workers × 512 KiB; with agent.SoftMemoryLimit (40 MiB): ~54 MiB peak RSS at 1,000 busy files and 500 pods
+	DefaultMemoryLimit       = 4 << 20 // the floor for 2 Elasticsearch workers × 512 KiB; with agent.SoftMemoryLimit (28 MiB): ~38 MiB peak RSS at 1,000 busy files and 500 pods
 )
 
 // Default flush intervals: the longest a record waits in an output's batch. Elasticsearch's is
