@@ -192,11 +192,7 @@ func TestChunksSizedToBudget(t *testing.T) {
 		return false
 	}}
 	dir := t.TempDir()
-	var b strings.Builder
-	for i := range lines {
-		fmt.Fprintf(&b, "%0*d\n", msgLen, i)
-	}
-	writeFile(t, filepath.Join(dir, "0.log"), b.String())
+	writeFile(t, filepath.Join(dir, "0.log"), numberedLines(lines, msgLen))
 	cfg := testConfig(t, dir, newStore(t, t.TempDir()))
 	cfg.ChunkRecords = 100000 // the budget, not the record count, closes the chunks
 	cfg.Budget = budget

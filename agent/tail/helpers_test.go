@@ -310,6 +310,15 @@ func lines(prefix string, from, to int) string {
 	return b.String()
 }
 
+// numberedLines returns n lines, line i being i zero-padded to width digits.
+func numberedLines(n, width int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "%0*d\n", width, i)
+	}
+	return b.String()
+}
+
 func seq(prefix string, from, to int) []string {
 	var out []string
 	for i := from; i < to; i++ {

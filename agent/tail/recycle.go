@@ -38,21 +38,9 @@ func class(c int) int { return bits.Len(uint(c)) }
 // block returns an empty block of capacity at least n (at most 2n when recycled).
 func (m *recycler) block(n int) []byte {
 	if n >= minRecycled {
-		m.mu.Lock()
-		for k := class(n); k <= class(n)+1 && k < classes; k++ {
-			list := m.blocks[k]
-			for i := len(list) - 1; i >= 0; i-- {
-				if b := list[i]; cap(b) >= n && cap(b) <= 2*n {
-					list[i] = list[len(list)-1]
-					list[len(list)-1] = nil
-					m.blocks[k] = list[:len(list)-1]
-					m.held -= int64(cap(b))
-					m.mu.Unlock()
-					return b[:0]
-				}
-			}
+		if b := take(m, &m.blocks, n, 1); b != nil {
+			return b
 		}
-		m.mu.Unlock()
 	}
 	return make([]byte, 0, n)
 }
@@ -60,22 +48,30 @@ func (m *recycler) block(n int) []byte {
 // records returns an empty record slice of capacity at least n (at most 2n when recycled).
 // Its records are zero.
 func (m *recycler) records(n int) []event.Record {
+	if r := take(m, &m.recs, n, recordSize); r != nil {
+		return r
+	}
+	return make([]event.Record, 0, n)
+}
+
+// take removes from the free lists one slice of capacity in [n, 2n] and returns it emptied, or
+// nil. Such a slice is in n's class or the next; size is the bytes of an element.
+func take[E any](m *recycler, lists *[classes][][]E, n int, size int64) []E {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for k := class(n); k <= class(n)+1 && k < classes; k++ {
-		list := m.recs[k]
+		list := lists[k]
 		for i := len(list) - 1; i >= 0; i-- {
-			if r := list[i]; cap(r) >= n && cap(r) <= 2*n {
+			if s := list[i]; cap(s) >= n && cap(s) <= 2*n {
 				list[i] = list[len(list)-1]
 				list[len(list)-1] = nil
-				m.recs[k] = list[:len(list)-1]
-				m.held -= int64(cap(r)) * recordSize
-				m.mu.Unlock()
-				return r[:0]
+				lists[k] = list[:len(list)-1]
+				m.held -= int64(cap(s)) * size
+				return s[:0]
 			}
 		}
 	}
-	m.mu.Unlock()
-	return make([]event.Record, 0, n)
+	return nil
 }
 
 // free takes back the memory of a chunk no one refers to any more: its message blocks and its

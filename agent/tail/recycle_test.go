@@ -3,7 +3,6 @@ package tail
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -65,17 +64,13 @@ func TestChunkMemoryRecycled(t *testing.T) {
 	budget := NewBudget(1 << 20)
 	s := &sink{}
 	dir := t.TempDir()
-	var b strings.Builder
-	for i := range lines {
-		fmt.Fprintf(&b, "%0*d\n", msgLen, i)
-	}
-	writeFile(t, filepath.Join(dir, "0.log"), b.String())
+	writeFile(t, filepath.Join(dir, "0.log"), numberedLines(lines, msgLen))
 	cfg := testConfig(t, dir, newStore(t, t.TempDir()))
 	cfg.Budget = budget
 	start(t, cfg, s)
 	waitFor(t, "every line", func() bool { return len(s.records()) == lines })
 	for i, r := range s.records() {
-		if want := fmt.Sprintf("%0*d", msgLen, i); r.Msg != want {
+		if want := fmt.Sprintf("%0*d", msgLen, i); r.Msg != want { // numberedLines' line i
 			t.Fatalf("record %d is %q, want %q", i, r.Msg, want)
 		}
 	}
