@@ -29,7 +29,8 @@ type sibling struct {
 // rotatedSiblings lists the regular files <target>.<suffix> and <target>.<suffix>.gz (the
 // kubelet's compressed rotated files), not .tmp ones (a compression in progress), sorted by
 // suffix: the kubelet's suffixes are timestamps, so that is rotation order. When both <name>
-// and <name>.gz exist (compression just finished), <name> is listed. A gzip file whose content
+// and <name>.gz exist (compression just finished), <name> is listed, or <name>.gz when <name>
+// is gone by the time it is looked at. A gzip file whose content
 // an open reader already reads (it was compressed and removed under the reader) gets that
 // reader's key. Called with t.mu held.
 func (t *Tailer) rotatedSiblings(target string) []sibling {
@@ -47,7 +48,13 @@ func (t *Tailer) rotatedSiblings(target string) []sibling {
 		if isGz(n) && plain[stem(n)] {
 			continue
 		}
-		if s, ok := t.statSibling(filepath.Join(dir, n), target); ok {
+		s, ok := t.statSibling(filepath.Join(dir, n), target)
+		if !ok && !isGz(n) {
+			// Gone since the listing: compressed just now, most likely. Without its .gz the
+			// file would be missing from the list, and the files rotated after it with it.
+			s, ok = t.statSibling(filepath.Join(dir, n+gzSuffix), target)
+		}
+		if ok {
 			out = append(out, s)
 		}
 	}
