@@ -79,7 +79,8 @@ func ApplyMemoryLimit(cfg *config.Config, log *slog.Logger) int64 {
 // FollowLiveHeap keeps the soft memory limit at base, or above it by as much as the live heap
 // needs, until ctx ends: every interval it sets the limit to limitFor(base, ...) of the runtime's
 // current figures. A fixed limit that the live heap approaches makes the collector run back to
-// back (up to half the CPU); following it, the agent spends memory instead.
+// back (up to half the CPU); following it, the agent spends memory instead. The limit in force
+// is exported as go_gc_gomemlimit_bytes.
 func FollowLiveHeap(ctx context.Context, base int64, every time.Duration) {
 	samples := []rtmetrics.Sample{
 		{Name: "/gc/heap/live:bytes"},

@@ -499,10 +499,11 @@ func (r *reader) added(ctx context.Context, handle handleFunc, rec *event.Record
 // growRecs makes room for the records the chunk will still take: as many as its remaining bytes
 // allow at the mean message length (the chunk's own, else the last chunk's, else the buffer's
 // mean line length with a margin), and no more than the lines in the buffer and in what the
-// file holds beyond it; never more than a chunk. Records are a third of what reading allocates
-// (144 bytes each besides the message): slices sized for ChunkRecords, or doubled when a chunk
-// closing at chunkBytes needed a few more, came to three record slots per record read in make
-// bench-kube (now 1.24).
+// file holds beyond it; never more than a chunk. A chunk that must grow again at least doubles,
+// so that growth stays amortized whatever the estimates. Records are a third of what reading
+// allocates (144 bytes each besides the message): slices sized for ChunkRecords, or doubled
+// when a chunk closing at chunkBytes needed a few more, came to three record slots per record
+// read in make bench-kube (now 1.17).
 func (r *reader) growRecs() {
 	n := len(r.recs)
 	lines := int64(bytes.Count(r.buf[r.scan:r.end], newline))

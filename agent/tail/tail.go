@@ -1,7 +1,8 @@
 // Package tail finds log files by glob, reads them on a few workers (each file in turn, in
-// order), and hands their records, chunk by chunk, to the pipeline. It handles file identity (device, inode and a fingerprint of
-// the first line), rename rotation, copytruncate, deletion while open, partial and overlong
-// lines, and invalid UTF-8; it resumes from, and commits to, the positions store.
+// order), and hands their records, chunk by chunk, to the pipeline. It handles file identity
+// (device, inode and a fingerprint of the first line), rename rotation, copytruncate, deletion
+// while open, partial and overlong lines, and invalid UTF-8; it resumes from, and commits to,
+// the positions store.
 //
 // fsnotify events wake the readers, a busy file about once per eventPause; a periodic scan
 // (re-glob, one stat per open file) is the safety net, so a missed or overflowed event delays
@@ -226,9 +227,10 @@ func New(cfg Config) (*Tailer, error) {
 		retired:  make(map[positions.Key]retiredFile),
 		failed:   make(map[string]bool),
 	}
-	t.mem = &recycler{limit: unbudgetedRecycled}
 	if cfg.Budget != nil {
 		t.mem = &cfg.Budget.mem
+	} else {
+		t.mem = &recycler{limit: unbudgetedRecycled}
 	}
 	size := cfg.ReadBufferBytes
 	t.bufs.New = func() any {
