@@ -248,30 +248,25 @@ func (v *HistogramVec) appendText(b []byte) []byte {
 	return b
 }
 
-func (c *Counter) names() []string {
-	if c.fam == nil {
+func (c *Counter) names() []string            { return unlabelledNames(c.fam) }
+func (c *Counter) appendText(b []byte) []byte { return appendUnlabelled(b, c.fam, c.Value()) }
+func (g *Gauge) names() []string              { return unlabelledNames(g.fam) }
+func (g *Gauge) appendText(b []byte) []byte   { return appendUnlabelled(b, g.fam, g.Value()) }
+
+// unlabelledNames is the family name of an unlabelled counter or gauge: none for a vector's
+// child (fam nil), which its vector writes.
+func unlabelledNames(fam *family) []string {
+	if fam == nil {
 		return nil
 	}
-	return []string{c.fam.name}
+	return []string{fam.name}
 }
 
-func (c *Counter) appendText(b []byte) []byte {
-	if c.fam == nil {
+// appendUnlabelled writes an unlabelled counter or gauge of family fam with value v (nothing
+// for a vector's child, fam nil).
+func appendUnlabelled(b []byte, fam *family, v float64) []byte {
+	if fam == nil {
 		return b
 	}
-	return appendSample(appendHeader(b, c.fam), c.fam, "", nil, "", c.Value())
-}
-
-func (g *Gauge) names() []string {
-	if g.fam == nil {
-		return nil
-	}
-	return []string{g.fam.name}
-}
-
-func (g *Gauge) appendText(b []byte) []byte {
-	if g.fam == nil {
-		return b
-	}
-	return appendSample(appendHeader(b, g.fam), g.fam, "", nil, "", g.Value())
+	return appendSample(appendHeader(b, fam), fam, "", nil, "", v)
 }
